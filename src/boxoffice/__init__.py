@@ -1,0 +1,1 @@
+"""boxoffice: concert and event ticketing with mobile-money payments."""

@@ -1,0 +1,79 @@
+"""create_app(settings): the one place the web process is assembled."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from boxoffice.config import Settings
+from boxoffice.db import Database
+from boxoffice.logging import configure_logging
+from boxoffice.ratelimit import RateLimiter
+from boxoffice.web.api import accounts, system
+from boxoffice.web.api.docs import mount_docs
+from boxoffice.web.errors import install_error_handlers
+from boxoffice.web.middleware import EdgeMiddleware
+from boxoffice.worker.runner import Worker
+
+log = structlog.get_logger("boxoffice.app")
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    """The web app. With no arguments (uvicorn --factory) settings come from the environment.
+
+    Tests pass `db` to bind every request to their own connection.
+    """
+    settings = settings or Settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_task = None
+        if settings.run_worker_in_process:
+            worker = Worker(
+                app.state.db,
+                poll_interval=settings.worker_poll_interval,
+                lease_seconds=settings.job_lease_seconds,
+                backoff_seconds=settings.job_backoff_seconds,
+            )
+            worker_task = asyncio.create_task(worker.run(), name="in-process-worker")
+        yield
+        if worker_task is not None:
+            worker.stop()
+            await worker_task
+        if db is None:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="boxoffice",
+        version="1",
+        summary="Concert tickets paid with mobile money",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.db = db or Database.from_url(settings.database_url)
+    app.state.limiter = RateLimiter(
+        enabled=settings.rate_limits, redis_url=settings.redis_url, prefix=settings.redis_prefix
+    )
+
+    app.include_router(accounts.router)
+    app.include_router(system.router)
+    mount_docs(app)
+    install_error_handlers(app)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(EdgeMiddleware, hsts=(settings.public_url or "").startswith("https://"))
+    return app

@@ -1,0 +1,179 @@
+"""boxoffice serve | worker | migrate | demo | create-admin"""
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+from rich.progress import Progress
+
+from boxoffice import migrations
+from boxoffice.config import ConfigError, Settings
+
+app = typer.Typer(help="boxoffice: concert tickets paid with mobile money.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except (ConfigError, ValidationError) as exc:
+        console.print(f"[red]Configuration error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _migrate(settings: Settings) -> None:
+    with console.status(f"Migrating {_safe_url(settings.database_url)} …"):
+        migrations.upgrade(settings.database_url)
+    console.print(f"Database at revision {migrations.current_head()}.")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every pending migration (SQLite or PostgreSQL)."""
+    _migrate(_settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Web processes")] = 1,
+    demo: Annotated[bool, typer.Option(help="Load the demo data first (idempotent)")] = False,
+) -> None:
+    """Migrate the database if needed, then serve the site and the API."""
+    import uvicorn
+
+    settings = _settings()
+    _migrate(settings)
+    if demo:
+        _load_demo(settings)
+    url = settings.public_url or f"http://{host}:{port}"
+    console.print(f"\n[bold]boxoffice[/bold] is at {url}  (API docs: {url}/docs)")
+    if demo:
+        from boxoffice.demo import DEMO_PASSWORD, PEOPLE
+
+        console.print(f"Demo admin: {PEOPLE[0].email} / {DEMO_PASSWORD}")
+        console.print(f"Demo fan:   fan@boxoffice.local / {DEMO_PASSWORD}\n")
+    metrics_dir = None
+    if workers > 1:
+        # Each process counts on its own; prometheus-client adds up their files on /metrics.
+        metrics_dir = tempfile.mkdtemp(prefix="boxoffice-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "boxoffice.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs (hold expiry, e-mail, refunds…) until stopped."""
+    from boxoffice.db import Database
+    from boxoffice.logging import configure_logging
+    from boxoffice.worker.runner import Worker
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+
+    async def run() -> None:
+        db = Database.from_url(settings.database_url)
+        runner = Worker(
+            db,
+            poll_interval=settings.worker_poll_interval,
+            lease_seconds=settings.job_lease_seconds,
+            backoff_seconds=settings.job_backoff_seconds,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, runner.stop)
+        try:
+            await runner.run()
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo data (organizers, fans, an admin). Safe to run again."""
+    settings = _settings()
+    _migrate(settings)
+    _load_demo(settings)
+
+
+def _load_demo(settings: Settings) -> None:
+    from boxoffice.db import Database
+    from boxoffice.demo import demo_steps, load_demo
+
+    async def run() -> int:
+        db = Database.from_url(settings.database_url)
+        try:
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("Loading demo data", total=demo_steps())
+                return await load_demo(db, on_step=lambda _: progress.advance(task))
+        finally:
+            await db.dispose()
+
+    created = asyncio.run(run())
+    console.print(f"Demo data loaded ({created} new records).")
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Admin's e-mail address")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    name: Annotated[str, typer.Option(help="Display name")] = "Administrator",
+) -> None:
+    """Create an admin account, or promote an existing one and set its password."""
+    from boxoffice.accounts import service as accounts
+    from boxoffice.accounts.schemas import Email, Password
+    from boxoffice.db import Database, utcnow
+
+    try:
+        email = TypeAdapter(Email).validate_python(email)
+        password = TypeAdapter(Password).validate_python(password)
+    except ValidationError as exc:
+        console.print(f"[red]{exc.errors()[0]['msg']}[/red]")
+        raise typer.Exit(2) from exc
+    settings = _settings()
+    _migrate(settings)
+
+    async def run() -> None:
+        db = Database.from_url(settings.database_url)
+        try:
+            async with db.transaction() as session:
+                await accounts.create_admin(
+                    session, email=email, password=password, name=name, now=utcnow()
+                )
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    console.print(f"{email} is an admin.")
+
+
+def main() -> None:
+    app()

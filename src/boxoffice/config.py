@@ -1,0 +1,93 @@
+"""Settings: the only reader of the environment."""
+
+import contextlib
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOXOFFICE_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./var/boxoffice.db"
+    redis_url: str | None = None
+    redis_prefix: str = "boxoffice:"
+    jwt_secret: str | None = None
+    var_dir: Path = Path("var")
+    public_url: str | None = None
+
+    access_token_ttl: int = Field(900, ge=30, description="seconds")
+    refresh_token_ttl: int = Field(30 * 24 * 3600, ge=60, description="seconds")
+
+    rate_limits: bool = True
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "5/minute"
+
+    cors_origins: Annotated[list[str], NoDecode] = []
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None: JSON unless stderr is a terminal
+
+    in_process_worker: bool | None = None  # None: on in embedded mode
+    worker_poll_interval: float = Field(1.0, gt=0)
+    job_lease_seconds: int = Field(300, ge=5)
+    job_backoff_seconds: float = Field(2.0, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_outside_embedded_mode(self) -> "Settings":
+        if not self.is_embedded and not self.jwt_secret:
+            raise ConfigError(
+                "BOXOFFICE_JWT_SECRET must be set when the database is PostgreSQL "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise ConfigError("BOXOFFICE_JWT_SECRET must be at least 32 characters")
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def run_worker_in_process(self) -> bool:
+        return self.is_embedded if self.in_process_worker is None else self.in_process_worker
+
+    @cached_property
+    def signing_secret(self) -> str:
+        """The JWT secret; in embedded mode generated once and kept under var_dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.var_dir / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"jwt-secret.{secrets.token_hex(4)}")
+            draft.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+            draft.chmod(0o600)
+            # link() is atomic and refuses to overwrite: processes starting together agree.
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_text(encoding="utf-8").strip()

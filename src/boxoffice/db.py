@@ -1,0 +1,167 @@
+"""Engine and sessions, the declarative Base, and the column types every domain shares."""
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Enum, MetaData, Select, TypeDecorator, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which stores no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class UUIDPrimaryKey:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def str_enum(enum: type[StrEnum]) -> Enum:
+    """A StrEnum stored as its lowercase value in a VARCHAR (no native enum to migrate)."""
+    return Enum(
+        enum,
+        native_enum=False,
+        length=max(len(member.value) for member in enum) + 8,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_engine(url: str, **options: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        return _create_sqlite_engine(url, **options)
+    options.setdefault("pool_size", 10)
+    options.setdefault("max_overflow", 10)
+    options.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **options)
+
+
+def _create_sqlite_engine(url: str, **options: Any) -> AsyncEngine:
+    # sqlite3's own transaction handling defers BEGIN and cannot do savepoints; we take
+    # over: writers begin IMMEDIATE so that they queue on the busy timeout instead of
+    # failing with "database is locked" when they upgrade a read lock (ARCHITECTURE §5).
+    options.setdefault("connect_args", {"timeout": 30})
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, **options)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        read_only = connection.get_execution_options().get("boxoffice_read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """One engine and its session factories; built from settings, never at import."""
+
+    def __init__(self, engine: AsyncEngine, bind: AsyncEngine | AsyncConnection | None = None):
+        self.engine = engine
+        bind = bind if bind is not None else engine
+        # join_transaction_mode lets tests bind to a connection inside an outer transaction.
+        common: dict[str, Any] = {
+            "expire_on_commit": False,
+            "join_transaction_mode": "create_savepoint",
+        }
+        self._sessions = async_sessionmaker(bind=bind, **common)
+        # A connection given by a test is already inside a transaction: reads share it.
+        read_bind = engine.execution_options(boxoffice_read_only=True) if bind is engine else bind
+        self._read_sessions = async_sessionmaker(bind=read_bind, **common)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> "Database":
+        return cls(create_engine(url, **options))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one write transaction: committed on success, rolled back on error."""
+        async with self._sessions.begin() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_transaction(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction; on SQLite it does not queue behind writers."""
+        async with self._read_sessions.begin() as session:
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def lock_rows(session: AsyncSession, query: Select[Any]) -> list[Any]:
+    """SELECT … FOR UPDATE on PostgreSQL. On SQLite the statement takes no lock: the
+    transaction began IMMEDIATE and so already holds the database's one write lock."""
+    return list(await session.scalars(query.with_for_update()))
+
+
+async def insert_missing(
+    session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]
+) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on either database."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(insert(model).values(rows).on_conflict_do_nothing())

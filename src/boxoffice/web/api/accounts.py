@@ -1,0 +1,151 @@
+import uuid
+from typing import Annotated
+
+from fastapi import Query, Response
+
+from boxoffice.accounts import service as accounts
+from boxoffice.accounts.models import Role
+from boxoffice.accounts.schemas import (
+    Login,
+    Logout,
+    RefreshTokenBody,
+    RoleUpdate,
+    TokenPair,
+    UserCreate,
+    UserExport,
+    UserRead,
+    UserUpdate,
+)
+from boxoffice.validation import Page
+from boxoffice.web.api import api_router
+from boxoffice.web.deps import (
+    AdminUser,
+    CallerDep,
+    ClientIP,
+    Clock,
+    CurrentUser,
+    LimiterDep,
+    PageDep,
+    SessionDep,
+    SettingsDep,
+)
+
+router = api_router("accounts")
+
+
+@router.post("/users", status_code=201)
+async def register(
+    body: UserCreate,
+    session: SessionDep,
+    now: Clock,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+) -> UserRead:
+    await limiter.check("register", settings.rate_limit_register, f"ip:{ip}", f"email:{body.email}")
+    user = await accounts.register_user(session, data=body, now=now)
+    return UserRead.model_validate(user)
+
+
+@router.post("/login")
+async def log_in(
+    body: Login,
+    session: SessionDep,
+    now: Clock,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    ip: ClientIP,
+) -> TokenPair:
+    email = body.email.strip().lower()
+    await limiter.check("login", settings.rate_limit_login, f"ip:{ip}", f"email:{email}")
+    return await accounts.log_in(
+        session, settings=settings, email=email, password=body.password, now=now
+    )
+
+
+@router.post("/token/refresh")
+async def refresh(
+    body: RefreshTokenBody, session: SessionDep, now: Clock, settings: SettingsDep
+) -> TokenPair:
+    return await accounts.refresh_tokens(
+        session, settings=settings, refresh_token=body.refresh_token, now=now
+    )
+
+
+@router.post("/logout", status_code=204)
+async def log_out(
+    caller: CallerDep, session: SessionDep, now: Clock, body: Logout | None = None
+) -> Response:
+    await accounts.log_out(
+        session,
+        user=caller.user,
+        claims=caller.claims,
+        refresh_token=body.refresh_token if body else None,
+        now=now,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/users")
+async def whoami(user: CurrentUser) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+@router.get("/users/me")
+async def read_profile(user: CurrentUser) -> UserRead:
+    return UserRead.model_validate(user)
+
+
+@router.patch("/users/me")
+async def update_profile(
+    body: UserUpdate, user: CurrentUser, session: SessionDep, now: Clock
+) -> UserRead:
+    session.add(user)
+    user = await accounts.update_profile(session, user=user, data=body, now=now)
+    return UserRead.model_validate(user)
+
+
+@router.get("/users/me/export")
+async def export_personal_data(user: CurrentUser, session: SessionDep, now: Clock) -> UserExport:
+    return await accounts.export_user(session, user=user, now=now)
+
+
+@router.delete("/users/me", status_code=204)
+async def delete_account(user: CurrentUser, session: SessionDep, now: Clock) -> Response:
+    session.add(user)
+    await accounts.delete_user(session, user=user, now=now)
+    return Response(status_code=204)
+
+
+@router.get("/users/{user_id}")
+async def read_user(user_id: uuid.UUID, viewer: CurrentUser, session: SessionDep) -> UserRead:
+    user = await accounts.get_user(session, user_id=user_id, viewer=viewer)
+    return UserRead.model_validate(user)
+
+
+@router.get("/admin/users")
+async def list_users(
+    admin: AdminUser,
+    session: SessionDep,
+    page: PageDep,
+    role: Role | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[UserRead]:
+    users, total = await accounts.list_users(session, page=page, role=role, q=q)
+    return Page(
+        items=[UserRead.model_validate(u) for u in users],
+        page=page.page,
+        limit=page.limit,
+        total=total,
+    )
+
+
+@router.patch("/admin/users/{user_id}")
+async def change_role(
+    user_id: uuid.UUID, body: RoleUpdate, admin: AdminUser, session: SessionDep, now: Clock
+) -> UserRead:
+    session.add(admin)
+    user = await accounts.change_role(
+        session, actor=admin, user_id=user_id, role=body.role, now=now
+    )
+    return UserRead.model_validate(user)

@@ -1,0 +1,134 @@
+"""What routes declare: the session, the clock, the caller and their role, the limiter."""
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boxoffice.accounts import service as accounts
+from boxoffice.accounts.models import Role, User
+from boxoffice.accounts.tokens import AccessClaims
+from boxoffice.config import Settings
+from boxoffice.db import Database, utcnow
+from boxoffice.errors import DomainError, Forbidden, Unauthenticated
+from boxoffice.ratelimit import RateLimiter
+from boxoffice.validation import PageParams
+from boxoffice.web.errors import UnsupportedMediaType
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_now() -> datetime:
+    return utcnow()
+
+
+async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    """One request, one transaction, committed before the response is sent."""
+    kept: DomainError | None = None
+    async with db.transaction() as session:
+        try:
+            yield session
+        except DomainError as exc:
+            if not exc.keeps_changes:
+                raise
+            kept = exc
+    if kept is not None:
+        raise kept
+
+
+async def get_read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
+    async with db.read_transaction() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Clock = Annotated[datetime, Depends(get_now)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/login")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user: User
+    claims: AccessClaims
+
+
+async def get_caller(
+    db: Annotated[Database, Depends(get_db)],
+    settings: SettingsDep,
+    now: Clock,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Unauthenticated("Sign in and send the access token as 'Authorization: Bearer …'.")
+    # Its own short read transaction: a GET stays a reader on SQLite.
+    async with db.read_transaction() as session:
+        user, claims = await accounts.authenticate(
+            session, settings=settings, access_token=credentials.credentials, now=now
+        )
+    return Caller(user, claims)
+
+
+def require_role(*roles: Role) -> Callable[..., User]:
+    """The one place roles are checked: `Depends(require_role(Role.ADMIN))`."""
+
+    def check(caller: Annotated[Caller, Depends(get_caller)]) -> User:
+        if roles and caller.user.role not in roles:
+            raise Forbidden("Your account's role does not allow this.")
+        return caller.user
+
+    return check
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+CurrentUser = Annotated[User, Depends(require_role())]
+OrganizerUser = Annotated[User, Depends(require_role(Role.ORGANIZER, Role.ADMIN))]
+AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
+
+
+def get_page(
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> PageParams:
+    return PageParams(page=page, limit=limit)
+
+
+PageDep = Annotated[PageParams, Depends(get_page)]
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    return request.app.state.limiter
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+ClientIP = Annotated[str, Depends(client_ip)]
+
+
+def require_json(request: Request) -> None:
+    """Bodies must be JSON; anything else is a 415, not a confusing validation error."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    has_body = (
+        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Expected application/json, got {content_type or 'no Content-Type'}."
+        )

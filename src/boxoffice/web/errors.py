@@ -1,0 +1,134 @@
+"""Every error leaves as application/problem+json (RFC 9457) with a stable `code`."""
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from boxoffice.errors import Busy, DomainError, RateLimited
+
+log = structlog.get_logger("boxoffice.web")
+
+PROBLEM = "application/problem+json"
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+_HTTP_TITLES = {
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+}
+
+
+class UnsupportedMediaType(DomainError):
+    status, code, title = (
+        415,
+        "unsupported_media_type",
+        "Send JSON (Content-Type: application/json)",
+    )
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    body = {
+        "type": f"urn:boxoffice:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        **extra,
+    }
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def internal_error() -> ProblemResponse:
+    return problem(
+        500,
+        "internal_error",
+        "Internal server error",
+        "Something went wrong on our side; it has been logged.",
+    )
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+async def _domain_error(_request: Request, exc: DomainError) -> ProblemResponse:
+    headers = {}
+    if isinstance(exc, RateLimited | Busy):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers=headers, **exc.extra)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> ProblemResponse:
+    errors = exc.errors()
+    if any(error["type"] == "json_invalid" for error in errors):
+        return problem(
+            400, "malformed_json", "Malformed JSON", "The request body is not valid JSON."
+        )
+    fields = [
+        {
+            "field": _field(tuple(error["loc"])),
+            "message": error["msg"].removeprefix("Value error, "),
+        }
+        for error in errors
+    ]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return problem(422, "validation_error", "Invalid input", detail, errors=fields)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> ProblemResponse:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    title = _HTTP_TITLES.get(exc.status_code, str(exc.detail))
+    return problem(exc.status_code, code, title, str(exc.detail), headers=exc.headers)
+
+
+async def _database_error(request: Request, exc: DBAPIError) -> ProblemResponse:
+    if is_lock_timeout(exc):
+        return await _domain_error(request, Busy("The system is busy; please retry in a moment."))
+    raise exc
+
+
+def is_lock_timeout(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(
+        marker in text
+        for marker in (
+            "database is locked",
+            "lock timeout",
+            "could not obtain lock",
+            "deadlock detected",
+            "could not serialize",
+        )
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]

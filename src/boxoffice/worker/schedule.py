@@ -1,0 +1,16 @@
+"""Periodic jobs: what runs on its own, and how often."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    kind: str
+    every: timedelta
+
+
+SCHEDULE = (
+    Periodic("accounts.purge_expired_tokens", timedelta(hours=1)),
+    Periodic("worker.purge_finished_jobs", timedelta(hours=6)),
+)
