@@ -14,11 +14,22 @@ from boxoffice.logging import configure_logging
 from boxoffice.ratelimit import RateLimiter
 from boxoffice.web.api import accounts, system
 from boxoffice.web.api.docs import mount_docs
-from boxoffice.web.errors import install_error_handlers
+from boxoffice.web.errors import document_problems_as_problem_json, install_error_handlers
 from boxoffice.web.middleware import EdgeMiddleware
 from boxoffice.worker.runner import Worker
 
 log = structlog.get_logger("boxoffice.app")
+
+
+def _describe_errors_in_openapi(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems_as_problem_json(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
@@ -54,7 +65,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.db = db or Database.from_url(settings.database_url)
@@ -66,6 +76,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.include_router(system.router)
     mount_docs(app)
     install_error_handlers(app)
+    _describe_errors_in_openapi(app)
 
     if settings.cors_origins:
         app.add_middleware(
@@ -75,5 +86,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(EdgeMiddleware, hsts=(settings.public_url or "").startswith("https://"))
+    # The body limit lives in EdgeMiddleware, not FastAPI(max_body_size=…): Starlette's
+    # limiter sits outside every user middleware and answers a plain-text 413 with no
+    # request id in place of our problem.
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        hsts=(settings.public_url or "").startswith("https://"),
+    )
     return app

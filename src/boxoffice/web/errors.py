@@ -6,6 +6,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -42,6 +43,51 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error is answered (documented in OpenAPI)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON (`malformed_json`)",
+    401: "Missing, invalid, expired or revoked token",
+    403: "Signed in, but the role does not allow this (`forbidden`)",
+    404: "Not found, or not yours to see (`not_found`)",
+    409: "Conflict with the current state",
+    413: "Body over the size limit (`payload_too_large`)",
+    415: "Body is not JSON (`unsupported_media_type`)",
+    422: "Invalid input (`validation_error` with per-field `errors`)",
+    429: "Rate limited (`rate_limited`, with Retry-After)",
+}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the problems a route can answer."""
+    return {status: {"model": Problem, "description": _DESCRIPTIONS[status]} for status in statuses}
+
+
+def document_problems_as_problem_json(openapi: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI files every response model under application/json; errors are problem+json."""
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if status.isdigit() and int(status) >= 400 and "application/json" in content:
+                    content[PROBLEM] = content.pop("application/json")
+    return openapi
+
+
 def problem(
     status: int,
     code: str,
@@ -68,6 +114,14 @@ def internal_error() -> ProblemResponse:
         "Internal server error",
         "Something went wrong on our side; it has been logged.",
     )
+
+
+def payload_too_large(max_bytes: int) -> ProblemResponse:
+    return problem(413, "payload_too_large", "Request body too large", too_large(max_bytes))
+
+
+def too_large(max_bytes: int) -> str:
+    return f"Request bodies are limited to {max_bytes:,} bytes."
 
 
 def _field(loc: tuple[Any, ...]) -> str:

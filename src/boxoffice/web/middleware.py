@@ -1,5 +1,5 @@
-"""The HTTP edge as one pure ASGI middleware: request id, security headers,
-access log, metrics, and the last-resort 500 (so that it, too, carries the request id)."""
+"""The HTTP edge as one pure ASGI middleware: request id, security headers, body size
+limit, access log, metrics, and the last-resort 500 (so that it, too, carries the request id)."""
 
 import re
 import time
@@ -7,9 +7,10 @@ import uuid
 
 import structlog
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from boxoffice.web.errors import internal_error
+from boxoffice.web.errors import internal_error, payload_too_large, too_large
 
 log = structlog.get_logger("boxoffice.http")
 
@@ -39,8 +40,9 @@ _DOCS_CSP = (
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, hsts: bool = False) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.extra_headers = [(b"strict-transport-security", b"max-age=31536000")] if hsts else []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,7 +72,10 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            if _declared_length(scope) > self.max_body_bytes:
+                await payload_too_large(self.max_body_bytes)(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, self._limited(receive), send_with_headers)
         except Exception:
             log.exception("request.failed", method=scope["method"], route=_route(scope))
             if not response_started:
@@ -88,6 +93,28 @@ class EdgeMiddleware:
                 duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Counts the body as it arrives, which catches a chunked one (no Content-Length);
+        the route's body parser turns the HTTPException into the same 413 problem."""
+        received = 0
+
+        async def receive_with_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise HTTPException(413, too_large(self.max_body_bytes))
+            return message
+
+        return receive_with_limit
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _request_id(scope: Scope) -> str:

@@ -43,10 +43,10 @@ class Worker:
         self.schedule = schedule
         self.clock = clock
         self._stop = asyncio.Event()
+        self._schedule_registered = False
 
     async def run(self) -> None:
         log.info("worker.started", periodic=[p.kind for p in self.schedule])
-        await self._register_schedule()
         while not self._stop.is_set():
             try:
                 busy = await self.run_pending()
@@ -62,10 +62,14 @@ class Worker:
         self._stop.set()
 
     async def run_pending(self, limit: int = 100) -> int:
-        """Fire due schedules, then run up to `limit` due jobs; the number run."""
+        """Fire due schedules, then run up to `limit` due jobs, or fewer once stopped; the
+        number run."""
+        if not self._schedule_registered:
+            await self._register_schedule()
+            self._schedule_registered = True
         await self._fire_due_schedules()
         ran = 0
-        while ran < limit and await self.run_one():
+        while ran < limit and not self._stop.is_set() and await self.run_one():
             ran += 1
         return ran
 
@@ -105,7 +109,7 @@ class Worker:
                     now=self.clock(),
                     backoff_seconds=self.backoff_seconds,
                 )
-            outcome = "dead" if status == JobStatus.DEAD else "retry"
+            outcome = {None: "lease_lost", JobStatus.DEAD: "dead"}.get(status, "retry")
             bound.warning("job.failed", error=error, outcome=outcome)
             JOBS_RUN.labels(job.kind, outcome).inc()
             return

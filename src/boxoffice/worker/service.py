@@ -62,17 +62,22 @@ async def claim(
         and_(Job.status == JobStatus.PENDING, Job.run_after <= now),
         and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at <= now),
     )
+    # MATERIALIZED, so the candidates are picked once. As a plain IN (subquery) PostgreSQL
+    # may re-run the subquery for every row it scans (nested-loop semi-join), each run
+    # skipping the rows this statement already took: LIMIT 1 then claims every due job.
     candidates = (
         select(Job.id)
         .where(due)
         .order_by(Job.run_after)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("candidates")
+        .prefix_with("MATERIALIZED")
     )
     token = uuid.uuid4()
     rows = await session.execute(
         update(Job)
-        .where(Job.id.in_(candidates), due)
+        .where(Job.id.in_(select(candidates.c.id)), due)
         .values(
             status=JobStatus.RUNNING,
             attempts=Job.attempts + 1,

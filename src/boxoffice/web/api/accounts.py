@@ -29,11 +29,12 @@ from boxoffice.web.deps import (
     SessionDep,
     SettingsDep,
 )
+from boxoffice.web.errors import problems
 
 router = api_router("accounts")
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=problems(409, 429))
 async def register(
     body: UserCreate,
     session: SessionDep,
@@ -47,7 +48,7 @@ async def register(
     return UserRead.model_validate(user)
 
 
-@router.post("/login")
+@router.post("/login", responses=problems(401, 429))
 async def log_in(
     body: Login,
     session: SessionDep,
@@ -63,7 +64,7 @@ async def log_in(
     )
 
 
-@router.post("/token/refresh")
+@router.post("/token/refresh", responses=problems(401))
 async def refresh(
     body: RefreshTokenBody, session: SessionDep, now: Clock, settings: SettingsDep
 ) -> TokenPair:
@@ -72,7 +73,7 @@ async def refresh(
     )
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=problems(401))
 async def log_out(
     caller: CallerDep, session: SessionDep, now: Clock, body: Logout | None = None
 ) -> Response:
@@ -86,17 +87,17 @@ async def log_out(
     return Response(status_code=204)
 
 
-@router.get("/users")
+@router.get("/users", responses=problems(401))
 async def whoami(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.get("/users/me")
+@router.get("/users/me", responses=problems(401))
 async def read_profile(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.patch("/users/me")
+@router.patch("/users/me", responses=problems(401))
 async def update_profile(
     body: UserUpdate, user: CurrentUser, session: SessionDep, now: Clock
 ) -> UserRead:
@@ -105,25 +106,25 @@ async def update_profile(
     return UserRead.model_validate(user)
 
 
-@router.get("/users/me/export")
+@router.get("/users/me/export", responses=problems(401))
 async def export_personal_data(user: CurrentUser, session: SessionDep, now: Clock) -> UserExport:
     return await accounts.export_user(session, user=user, now=now)
 
 
-@router.delete("/users/me", status_code=204)
+@router.delete("/users/me", status_code=204, responses=problems(401, 409))
 async def delete_account(user: CurrentUser, session: SessionDep, now: Clock) -> Response:
     session.add(user)
     await accounts.delete_user(session, user=user, now=now)
     return Response(status_code=204)
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", responses=problems(401, 404))
 async def read_user(user_id: uuid.UUID, viewer: CurrentUser, session: SessionDep) -> UserRead:
     user = await accounts.get_user(session, user_id=user_id, viewer=viewer)
     return UserRead.model_validate(user)
 
 
-@router.get("/admin/users")
+@router.get("/admin/users", responses=problems(401, 403))
 async def list_users(
     admin: AdminUser,
     session: SessionDep,
@@ -140,7 +141,7 @@ async def list_users(
     )
 
 
-@router.patch("/admin/users/{user_id}")
+@router.patch("/admin/users/{user_id}", responses=problems(401, 403, 404, 409))
 async def change_role(
     user_id: uuid.UUID, body: RoleUpdate, admin: AdminUser, session: SessionDep, now: Clock
 ) -> UserRead:
