@@ -63,8 +63,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         version="1",
         summary="Concert tickets paid with mobile money",
         lifespan=lifespan,
-        docs_url=None,
+        docs_url=None,  # mount_docs serves Swagger UI from local files
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.state.db = db or Database.from_url(settings.database_url)

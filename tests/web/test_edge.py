@@ -295,12 +295,18 @@ async def test_docs_load_swagger_ui_from_our_own_static_files(client: httpx.Asyn
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
-    assert "/static/swagger-ui/swagger-ui-bundle.js" in assets
-    assert "/static/swagger-ui/swagger-ui.css" in assets
+    assert "http://testserver/swagger/swagger-ui-bundle.js" in assets
+    assert "http://testserver/swagger/swagger-ui.css" in assets
     assert "cdn" not in response.text.lower()
     for asset in assets:
-        assert asset.startswith("/static/swagger-ui/"), asset
+        assert asset.startswith("http://testserver/swagger/"), asset
         assert (await client.get(asset)).status_code == 200, asset
+
+
+async def test_the_root_leads_to_the_api_documentation(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 307
+    assert response.headers["location"].endswith("/docs")
 
 
 # Logs

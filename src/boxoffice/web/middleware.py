@@ -53,7 +53,7 @@ class EdgeMiddleware:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        docs = scope["path"] in ("/docs", "/redoc") or scope["path"].startswith("/static/")
+        docs = scope["path"] == "/docs"
         headers = [
             (b"x-request-id", request_id.encode()),
             *_API_HEADERS,
@@ -130,4 +130,8 @@ def _route(scope: Scope) -> str:
     """The route's template (/users/{user_id}), never the raw path: ids and secret tokens
     stay out of logs and metric labels."""
     route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    if route is not None:
+        return route.path
+    if "endpoint" in scope and not scope.get("path_params"):  # a plain route: /openapi.json
+        return scope["path"]
+    return "unmatched"
