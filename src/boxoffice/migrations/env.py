@@ -5,6 +5,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from boxoffice.db import create_engine
+from boxoffice.migrations import include_object
 from boxoffice.models import metadata
 
 # Any number: one migrator at a time when several `serve` processes start together.
@@ -24,6 +25,7 @@ def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        include_object=include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

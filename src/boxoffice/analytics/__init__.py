@@ -1,0 +1,1 @@
+"""Analytics: interactions (views, searches, purchases) recorded off the read path."""

@@ -1,0 +1,1 @@
+"""Catalogue: events, venues, genres (categories) and ticket tiers, and how fans search them."""
