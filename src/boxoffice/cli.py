@@ -81,6 +81,7 @@ def serve(
             log_config=None,
             access_log=False,
             proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     finally:
         if metrics_dir:

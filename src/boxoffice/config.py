@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
+import limits
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -33,6 +34,7 @@ class Settings(BaseSettings):
     rate_limit_register: str = "5/minute"
 
     cors_origins: Annotated[list[str], NoDecode] = []
+    forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     log_json: bool | None = None  # None: JSON unless stderr is a terminal
@@ -47,6 +49,15 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("rate_limit_login", "rate_limit_register")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate such as '10/minute'") from exc
         return value
 
     @field_validator("database_url")
@@ -84,8 +95,8 @@ class Settings(BaseSettings):
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             draft = path.with_name(f"jwt-secret.{secrets.token_hex(4)}")
-            draft.write_text(secrets.token_urlsafe(48), encoding="utf-8")
-            draft.chmod(0o600)
+            with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+                f.write(secrets.token_urlsafe(48))
             # link() is atomic and refuses to overwrite: processes starting together agree.
             with contextlib.suppress(FileExistsError):
                 os.link(draft, path)

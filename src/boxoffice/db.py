@@ -1,7 +1,7 @@
 """Engine and sessions, the declarative Base, and the column types every domain shares."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from boxoffice.errors import DomainError
+from boxoffice.geo import distance_km
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -74,6 +77,8 @@ def utcnow() -> datetime:
 
 
 def create_engine(url: str, **options: Any) -> AsyncEngine:
+    # A failed statement's parameters (e-mails, hashes, phones) stay out of logs and errors.
+    options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, **options)
     options.setdefault("pool_size", 10)
@@ -101,6 +106,7 @@ def _create_sqlite_engine(url: str, **options: Any) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        dbapi_connection.create_function("bo_distance_km", 4, _sqlite_distance, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -110,11 +116,28 @@ def _create_sqlite_engine(url: str, **options: Any) -> AsyncEngine:
     return engine
 
 
+def _sqlite_distance(lat1: float, lng1: float, lat2: float, lng2: float) -> float | None:
+    if None in (lat1, lng1, lat2, lng2):
+        return None
+    return distance_km(lat1, lng1, lat2, lng2)
+
+
+def touch(session: AsyncSession, *namespaces: str) -> None:
+    """Say that this transaction changes data cached under `namespaces`; the cache is
+    invalidated once the transaction commits (never before: a reader could re-cache the
+    old state in between)."""
+    session.info.setdefault("touched", set()).update(namespaces)
+
+
+OnCommit = Callable[[set[str]], Awaitable[None]]
+
+
 class Database:
     """One engine and its session factories; built from settings, never at import."""
 
     def __init__(self, engine: AsyncEngine, bind: AsyncEngine | AsyncConnection | None = None):
         self.engine = engine
+        self.on_commit: OnCommit | None = None  # told which namespaces a commit touched
         bind = bind if bind is not None else engine
         # join_transaction_mode lets tests bind to a connection inside an outer transaction.
         common: dict[str, Any] = {
@@ -137,14 +160,28 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in one write transaction: committed on success, rolled back on error."""
+        kept: DomainError | None = None
         async with self._sessions.begin() as session:
-            yield session
+            try:
+                yield session
+            except DomainError as exc:
+                if not exc.keeps_changes:
+                    raise
+                kept = exc  # commit what it recorded, then answer the error
+        await self._committed(session)
+        if kept is not None:
+            raise kept
 
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction; on SQLite it does not queue behind writers."""
         async with self._read_sessions.begin() as session:
             yield session
+
+    async def _committed(self, session: AsyncSession) -> None:
+        touched = session.info.pop("touched", None)
+        if touched and self.on_commit is not None:
+            await self.on_commit(touched)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -39,6 +39,21 @@ class Invalid(DomainError):
     status, code, title = 422, "invalid", "Invalid request"
 
 
+class ValidationFailed(Invalid):
+    """Input that passed parsing but not a rule that needs more than one field or the
+    current state; answered like any validation error, with the fields named."""
+
+    code, title = "validation_error", "Invalid input"
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        super().__init__(detail, errors=errors)
+
+    @classmethod
+    def field(cls, field: str, message: str) -> "ValidationFailed":
+        return cls([{"field": field, "message": message}])
+
+
 class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

@@ -1,10 +1,15 @@
 """Input types shared by every domain's schemas: bounded text, phone numbers, pages."""
 
 import unicodedata
-from typing import Annotated, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, TypeVar
 
 import phonenumbers
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationError
+
+from boxoffice.errors import ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _printable(value: str) -> str:
@@ -20,6 +25,9 @@ def text(max_length: int, *, min_length: int = 1) -> type[str]:
         StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
         AfterValidator(_printable),
     ]
+
+
+SearchText = text(100)
 
 
 def normalise_phone(value: str) -> str:
@@ -47,6 +55,37 @@ def mask_phone(phone: str | None) -> str | None:
     return "*" * (len(phone) - 3) + phone[-3:]
 
 
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic's errors as API.md's `[{"field": "items[0].quantity", "message": …}]`."""
+    return [
+        {"field": _field(tuple(e["loc"])), "message": e["msg"].removeprefix("Value error, ")}
+        for e in errors
+    ]
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "body"
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate data assembled by a service (a PATCH merged onto the stored state):
+    failures answer 422 with the fields named, like request validation."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(field_errors(exc.errors())) from exc
+
+
+class Money(BaseModel):
+    amount: int  # minor units
+    currency: str
+
+
 T = TypeVar("T")
 
 
@@ -57,9 +96,13 @@ class Page(BaseModel, Generic[T]):
     total: int
 
 
+MAX_PAGE = 1_000_000  # keeps OFFSET far from integer overflow
+MAX_LIMIT = 100
+
+
 class PageParams(BaseModel):
-    page: int = Field(1, ge=1, le=1_000_000)
-    limit: int = Field(20, ge=1, le=100)
+    page: int = Field(1, ge=1, le=MAX_PAGE)
+    limit: int = Field(20, ge=1, le=MAX_LIMIT)
 
     @property
     def offset(self) -> int:

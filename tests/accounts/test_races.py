@@ -60,6 +60,22 @@ async def test_one_refresh_token_used_twice_at_once_rotates_only_once(
     assert statuses == [200, 401, 401, 401, 401]
 
 
+async def test_one_logout_sent_twice_at_once_answers_204_twice(
+    database_url: str,
+    tmp_path,
+    committing_db: Database,
+) -> None:
+    user = await create_user(committing_db)
+    async with committing_client(database_url, tmp_path, committing_db) as client:
+        headers = await auth_headers(client, user)
+        responses = await asyncio.gather(
+            *(client.post(f"{API}/logout", headers=headers) for _ in range(4))
+        )
+    # Whoever authenticated before the first revocation committed gets 204, later ones 401.
+    assert {r.status_code for r in responses} <= {204, 401}
+    assert 204 in {r.status_code for r in responses}
+
+
 async def test_one_email_registered_twice_at_once_gives_one_account(
     database_url: str,
     tmp_path,

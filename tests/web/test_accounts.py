@@ -224,12 +224,15 @@ async def test_refreshing_rotates_the_refresh_token(client: AsyncClient, db: Dat
 
 
 async def test_reusing_a_rotated_refresh_token_revokes_the_whole_session(
-    client: AsyncClient, db: Database
+    app,
+    client: AsyncClient,
+    db: Database,
 ) -> None:
     first = await log_in(client, (await create_user(db)).email)
     second = (
         await client.post(f"{API}/token/refresh", json={"refresh_token": first["refresh_token"]})
     ).json()
+    app.dependency_overrides[get_now] = lambda: utcnow() + timedelta(seconds=11)  # past the grace
     reuse = await client.post(
         f"{API}/token/refresh", json={"refresh_token": first["refresh_token"]}
     )
@@ -241,6 +244,39 @@ async def test_reusing_a_rotated_refresh_token_revokes_the_whole_session(
     assert_problem(newer, 401, "invalid_token")
     me = await client.get(f"{API}/users", headers=bearer(second))
     assert_problem(me, 401, "unauthenticated")
+
+
+async def test_a_rotated_token_sent_again_at_once_is_refused_without_signing_out(
+    client: AsyncClient, db: Database
+) -> None:
+    first = await log_in(client, (await create_user(db)).email)
+    body = {"refresh_token": first["refresh_token"]}
+    second = (await client.post(f"{API}/token/refresh", json=body)).json()
+    retry = await client.post(f"{API}/token/refresh", json=body)
+    assert_problem(retry, 401, "invalid_token")
+    assert (await client.get(f"{API}/users", headers=bearer(second))).status_code == 200
+
+
+async def test_changing_the_password_signs_out_every_other_session(
+    client: AsyncClient, db: Database
+) -> None:
+    user = await create_user(db)
+    thief, owner = await log_in(client, user.email), await log_in(client, user.email)
+    response = await client.patch(
+        f"{API}/users/me",
+        headers=bearer(owner),
+        json={"password": "a-fresh-secret", "current_password": PASSWORD},
+    )
+    assert response.status_code == 200
+    assert_problem(await client.get(f"{API}/users", headers=bearer(thief)), 401, "unauthenticated")
+    assert (await client.get(f"{API}/users", headers=bearer(owner))).status_code == 200
+
+
+async def test_a_nul_character_in_the_login_email_is_a_validation_error(
+    client: AsyncClient,
+) -> None:
+    response = await client.post(f"{API}/login", json={"email": "a\u0000@b.co", "password": "x"})
+    assert error_fields(response) == {"email"}
 
 
 async def test_an_unknown_or_expired_refresh_token_is_invalid(
@@ -508,6 +544,8 @@ async def test_admins_filter_users_by_role_and_text(client: AsyncClient, db: Dat
     assert [u["name"] for u in wildcard["items"]] == ["Percent 100% Fan"]
     hostile = await client.get(f"{API}/admin/users?q=' OR 1=1 --", headers=headers)
     assert hostile.json()["total"] == 0
+    nul = await client.get(f"{API}/admin/users?q=a%00b", headers=headers)
+    assert error_fields(nul) == {"q"}
 
 
 async def test_an_admin_promotes_a_user(client: AsyncClient, db: Database) -> None:

@@ -29,20 +29,26 @@ from boxoffice.accounts.schemas import (
 )
 from boxoffice.audit import service as audit
 from boxoffice.config import Settings
-from boxoffice.db import lock_rows
+from boxoffice.db import insert_missing, lock_rows
 from boxoffice.errors import Unauthenticated
 from boxoffice.validation import PageParams
 
 ROLE_RANK = {Role.ATTENDEE: 0, Role.ORGANIZER: 1, Role.ADMIN: 2}
+# A rotated refresh token presented again this soon is a concurrent retry by its owner, not
+# a copy in someone else's hands.
+REUSE_GRACE = timedelta(seconds=10)
 
 
 async def register_user(session: AsyncSession, *, data: UserCreate, now: datetime) -> User:
+    # Hash before the first statement: on SQLite the write lock is taken at that statement,
+    # and no one should queue behind a hash.
+    password_hash = await passwords.hash_password(data.password)
     if await find_user_by_email(session, data.email) is not None:
         raise EmailTaken(f"{data.email} already has an account; sign in instead.")
     user = User(
         email=data.email,
         name=data.name,
-        password_hash=await passwords.hash_password(data.password),
+        password_hash=password_hash,
         role=Role.ATTENDEE,
         phone=data.phone,
         preferred_genres=data.preferred_genres,
@@ -72,16 +78,22 @@ async def get_user(session: AsyncSession, *, user_id: uuid.UUID, viewer: User) -
     return user
 
 
-async def log_in(
-    session: AsyncSession, *, settings: Settings, email: str, password: str, now: datetime
-) -> TokenPair:
-    user = await find_user_by_email(session, email)
+async def check_credentials(read_session: AsyncSession, *, email: str, password: str) -> User:
+    """The user with that e-mail and password, or InvalidCredentials: the same answer, in
+    the same time, for an unknown e-mail. Give it a read-only session: the argon2 check
+    takes tens of milliseconds and must not hold a write lock."""
+    user = await find_user_by_email(read_session, email)
     usable = user is not None and not user.is_deleted
     if not await passwords.verify_password(user.password_hash if usable else None, password):
         raise InvalidCredentials()
     assert user is not None
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = await passwords.hash_password(password)
+    return user
+
+
+async def open_session(
+    session: AsyncSession, *, settings: Settings, user: User, now: datetime
+) -> TokenPair:
+    """Start a sign-in session for a user whose credentials were checked."""
     login = AuthSession(user_id=user.id, created_at=now)
     session.add(login)
     await session.flush()
@@ -115,6 +127,9 @@ async def refresh_tokens(
             select(RefreshToken).where(RefreshToken.token_hash == token_hash)
         )
         if stale is not None and stale.rotated_at is not None:
+            if now - stale.rotated_at <= REUSE_GRACE:
+                # Two tabs, or a retry after a lost response: refuse, but don't sign out.
+                raise InvalidToken("This refresh token was just used; use the newer one.")
             await _revoke_sessions(session, AuthSession.id == stale.session_id, now=now)
             raise RefreshTokenReused()
         raise InvalidToken()
@@ -186,7 +201,10 @@ async def log_out(
     now: datetime,
 ) -> None:
     """Revoke this access token and the given refresh token's session, or else its own."""
-    session.add(RevokedAccessToken(jti=claims.token_id, expires_at=claims.expires_at))
+    # Idempotent: a double-clicked logout revokes once and answers 204 twice.
+    await insert_missing(
+        session, RevokedAccessToken, [{"jti": claims.token_id, "expires_at": claims.expires_at}]
+    )
     if refresh_token is None:
         await _revoke_sessions(session, AuthSession.id == claims.session_id, now=now)
         return
@@ -212,19 +230,35 @@ async def _revoke_sessions(session: AsyncSession, *where: object, now: datetime)
 
 
 async def update_profile(
-    session: AsyncSession, *, user: User, data: UserUpdate, now: datetime
+    session: AsyncSession, *, caller: tokens.AccessClaims, data: UserUpdate, now: datetime
 ) -> User:
+    user = await _get_active_user(session, caller.user_id)
+    new_hash = None
+    if data.password is not None:
+        if not await passwords.verify_password(user.password_hash, data.current_password or ""):
+            raise WrongCurrentPassword()
+        new_hash = await passwords.hash_password(data.password)
     changes = data.model_dump(exclude_unset=True, exclude={"password", "current_password"})
     for field in ("name", "preferred_genres", "preferred_artists"):
         if changes.get(field, "") is None:  # these cannot be cleared, only replaced
             del changes[field]
     for field, value in changes.items():
         setattr(user, field, value)
-    if data.password is not None:
-        if not await passwords.verify_password(user.password_hash, data.current_password or ""):
-            raise WrongCurrentPassword()
-        user.password_hash = await passwords.hash_password(data.password)
+    if new_hash is not None:
+        user.password_hash = new_hash
+        # Whoever else knew the old password is signed out; this device stays in.
+        await _revoke_sessions(
+            session, AuthSession.user_id == user.id, AuthSession.id != caller.session_id, now=now
+        )
     user.updated_at = now
+    return user
+
+
+async def _get_active_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """The user's current row, in this transaction (not the copy authentication read)."""
+    user = await session.get(User, user_id, populate_existing=True)
+    if user is None or user.is_deleted:
+        raise UserNotFound()
     return user
 
 
@@ -239,11 +273,11 @@ async def export_user(session: AsyncSession, *, user: User, now: datetime) -> Us
     )
 
 
-async def delete_user(session: AsyncSession, *, user: User, now: datetime) -> None:
+async def delete_user(session: AsyncSession, *, user_id: uuid.UUID, now: datetime) -> None:
     """Erase personal data and sign out everywhere; the row stays for the sales ledger."""
+    user = await _get_active_user(session, user_id)
     if user.role == Role.ADMIN:
         await _ensure_another_admin(session, besides=user.id)
-    before = {"email": user.email, "role": user.role.value}
     user.email = f"deleted-{user.id.hex}@deleted.invalid"
     user.name = "Deleted user"
     user.phone = None
@@ -253,13 +287,13 @@ async def delete_user(session: AsyncSession, *, user: User, now: datetime) -> No
     user.deleted_at = now
     user.updated_at = now
     await _revoke_sessions(session, AuthSession.user_id == user.id, now=now)
-    await audit.record(
+    await audit.record(  # no personal data here: the erasure must be complete
         session,
         actor_id=user.id,
         action="user.deleted",
         target_type="user",
         target_id=user.id,
-        before=before,
+        before=None,
         after=None,
         now=now,
     )
@@ -291,7 +325,7 @@ async def list_users(
 async def change_role(
     session: AsyncSession, *, actor: User, user_id: uuid.UUID, role: Role, now: datetime
 ) -> User:
-    user = await get_user(session, user_id=user_id, viewer=actor)
+    user = await _get_active_user(session, user_id)
     previous = user.role
     if previous == role:
         return user
@@ -340,6 +374,7 @@ async def create_admin(
     user.deleted_at = None
     user.updated_at = now
     await session.flush()
+    await _revoke_sessions(session, AuthSession.user_id == user.id, now=now)  # password reset
     return user
 
 

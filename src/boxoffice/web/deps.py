@@ -14,9 +14,9 @@ from boxoffice.accounts.models import Role, User
 from boxoffice.accounts.tokens import AccessClaims
 from boxoffice.config import Settings
 from boxoffice.db import Database, utcnow
-from boxoffice.errors import DomainError, Forbidden, Unauthenticated
+from boxoffice.errors import Forbidden, Unauthenticated
 from boxoffice.ratelimit import RateLimiter
-from boxoffice.validation import PageParams
+from boxoffice.validation import MAX_LIMIT, MAX_PAGE, PageParams
 from boxoffice.web.errors import UnsupportedMediaType
 
 
@@ -34,16 +34,8 @@ def get_now() -> datetime:
 
 async def get_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
     """One request, one transaction, committed before the response is sent."""
-    kept: DomainError | None = None
     async with db.transaction() as session:
-        try:
-            yield session
-        except DomainError as exc:
-            if not exc.keeps_changes:
-                raise
-            kept = exc
-    if kept is not None:
-        raise kept
+        yield session
 
 
 async def get_read_session(db: Annotated[Database, Depends(get_db)]) -> AsyncIterator[AsyncSession]:
@@ -99,8 +91,8 @@ AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
 
 
 def get_page(
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
 ) -> PageParams:
     return PageParams(page=page, limit=limit)
 

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from boxoffice.errors import Busy, DomainError, RateLimited
+from boxoffice.errors import Busy, DomainError, RateLimited, ValidationFailed
+from boxoffice.validation import field_errors
 
 log = structlog.get_logger("boxoffice.web")
 
@@ -94,15 +95,15 @@ def problem(
     title: str,
     detail: str | None = None,
     headers: dict | None = None,
-    **extra: Any,
+    extra: dict[str, Any] | None = None,
 ) -> ProblemResponse:
     body = {
+        **(extra or {}),  # first: an error's own data can never overwrite the fields below
         "type": f"urn:boxoffice:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail or title,
         "code": code,
-        **extra,
     }
     return ProblemResponse(body, status_code=status, headers=headers)
 
@@ -124,35 +125,20 @@ def too_large(max_bytes: int) -> str:
     return f"Request bodies are limited to {max_bytes:,} bytes."
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "body"
-
-
 async def _domain_error(_request: Request, exc: DomainError) -> ProblemResponse:
     headers = {}
     if isinstance(exc, RateLimited | Busy):
         headers["Retry-After"] = str(exc.retry_after)
-    return problem(exc.status, exc.code, exc.title, exc.detail, headers=headers, **exc.extra)
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers=headers, extra=exc.extra)
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> ProblemResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> ProblemResponse:
     errors = exc.errors()
     if any(error["type"] == "json_invalid" for error in errors):
         return problem(
             400, "malformed_json", "Malformed JSON", "The request body is not valid JSON."
         )
-    fields = [
-        {
-            "field": _field(tuple(error["loc"])),
-            "message": error["msg"].removeprefix("Value error, "),
-        }
-        for error in errors
-    ]
-    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
-    return problem(422, "validation_error", "Invalid input", detail, errors=fields)
+    return await _domain_error(request, ValidationFailed(field_errors(errors)))
 
 
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> ProblemResponse:

@@ -44,6 +44,7 @@ class Worker:
         self.clock = clock
         self._stop = asyncio.Event()
         self._schedule_registered = False
+        self._schedules_due_at: datetime | None = None
 
     async def run(self) -> None:
         log.info("worker.started", periodic=[p.kind for p in self.schedule])
@@ -74,6 +75,11 @@ class Worker:
         return ran
 
     async def run_one(self) -> bool:
+        # Look before taking the write lock: an idle embedded worker must not make the
+        # site's writers queue behind it once a second.
+        async with self.db.read_transaction() as session:
+            if not await jobs.has_due(session, now=self.clock()):
+                return False
         async with self.db.transaction() as session:
             claimed = await jobs.claim(
                 session, now=self.clock(), lease_seconds=self.lease_seconds, limit=1
@@ -125,9 +131,12 @@ class Worker:
 
     async def _fire_due_schedules(self) -> None:
         now = self.clock()
+        if self._schedules_due_at is not None and now < self._schedules_due_at:
+            return  # other workers only ever move schedules later, so this stays a lower bound
         async with self.db.transaction() as session:
             for periodic in self.schedule:
                 if await jobs.claim_schedule(
                     session, name=periodic.kind, every=periodic.every, now=now
                 ):
                     jobs.enqueue(session, periodic.kind, now=now)
+            self._schedules_due_at = await jobs.next_schedule_at(session)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.worker.models import Job, JobSchedule, JobStatus
@@ -50,6 +50,18 @@ class ClaimedJob:
     lease_token: uuid.UUID
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Jobs that should run now: pending and due, or running under an expired lease."""
+    return or_(
+        and_(Job.status == JobStatus.PENDING, Job.run_after <= now),
+        and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at <= now),
+    )
+
+
+async def has_due(session: AsyncSession, *, now: datetime) -> bool:
+    return bool(await session.scalar(select(exists().where(_due(now)))))
+
+
 async def claim(
     session: AsyncSession, *, now: datetime, lease_seconds: int, limit: int = 1
 ) -> list[ClaimedJob]:
@@ -58,10 +70,7 @@ async def claim(
     On PostgreSQL, SKIP LOCKED lets concurrent workers pass over each other's rows; on
     SQLite the IMMEDIATE transaction already serialises claimers.
     """
-    due = or_(
-        and_(Job.status == JobStatus.PENDING, Job.run_after <= now),
-        and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at <= now),
-    )
+    due = _due(now)
     # MATERIALIZED, so the candidates are picked once. As a plain IN (subquery) PostgreSQL
     # may re-run the subquery for every row it scans (nested-loop semi-join), each run
     # skipping the rows this statement already took: LIMIT 1 then claims every due job.
@@ -123,6 +132,10 @@ async def mark_failed(
         )
     )
     return status if result.rowcount == 1 else None
+
+
+async def next_schedule_at(session: AsyncSession) -> datetime | None:
+    return await session.scalar(select(func.min(JobSchedule.next_run_at)))
 
 
 async def claim_schedule(

@@ -16,7 +16,7 @@ from boxoffice.accounts.schemas import (
     UserRead,
     UserUpdate,
 )
-from boxoffice.validation import Page
+from boxoffice.validation import Page, SearchText
 from boxoffice.web.api import api_router
 from boxoffice.web.deps import (
     AdminUser,
@@ -26,6 +26,7 @@ from boxoffice.web.deps import (
     CurrentUser,
     LimiterDep,
     PageDep,
+    ReadSessionDep,
     SessionDep,
     SettingsDep,
 )
@@ -51,6 +52,7 @@ async def register(
 @router.post("/login", responses=problems(401, 429))
 async def log_in(
     body: Login,
+    read_session: ReadSessionDep,
     session: SessionDep,
     now: Clock,
     limiter: LimiterDep,
@@ -59,9 +61,8 @@ async def log_in(
 ) -> TokenPair:
     email = body.email.strip().lower()
     await limiter.check("login", settings.rate_limit_login, f"ip:{ip}", f"email:{email}")
-    return await accounts.log_in(
-        session, settings=settings, email=email, password=body.password, now=now
-    )
+    user = await accounts.check_credentials(read_session, email=email, password=body.password)
+    return await accounts.open_session(session, settings=settings, user=user, now=now)
 
 
 @router.post("/token/refresh", responses=problems(401))
@@ -99,27 +100,27 @@ async def read_profile(user: CurrentUser) -> UserRead:
 
 @router.patch("/users/me", responses=problems(401))
 async def update_profile(
-    body: UserUpdate, user: CurrentUser, session: SessionDep, now: Clock
+    body: UserUpdate, caller: CallerDep, session: SessionDep, now: Clock
 ) -> UserRead:
-    session.add(user)
-    user = await accounts.update_profile(session, user=user, data=body, now=now)
+    user = await accounts.update_profile(session, caller=caller.claims, data=body, now=now)
     return UserRead.model_validate(user)
 
 
 @router.get("/users/me/export", responses=problems(401))
-async def export_personal_data(user: CurrentUser, session: SessionDep, now: Clock) -> UserExport:
+async def export_personal_data(
+    user: CurrentUser, session: ReadSessionDep, now: Clock
+) -> UserExport:
     return await accounts.export_user(session, user=user, now=now)
 
 
 @router.delete("/users/me", status_code=204, responses=problems(401, 409))
 async def delete_account(user: CurrentUser, session: SessionDep, now: Clock) -> Response:
-    session.add(user)
-    await accounts.delete_user(session, user=user, now=now)
+    await accounts.delete_user(session, user_id=user.id, now=now)
     return Response(status_code=204)
 
 
 @router.get("/users/{user_id}", responses=problems(401, 404))
-async def read_user(user_id: uuid.UUID, viewer: CurrentUser, session: SessionDep) -> UserRead:
+async def read_user(user_id: uuid.UUID, viewer: CurrentUser, session: ReadSessionDep) -> UserRead:
     user = await accounts.get_user(session, user_id=user_id, viewer=viewer)
     return UserRead.model_validate(user)
 
@@ -127,10 +128,10 @@ async def read_user(user_id: uuid.UUID, viewer: CurrentUser, session: SessionDep
 @router.get("/admin/users", responses=problems(401, 403))
 async def list_users(
     admin: AdminUser,
-    session: SessionDep,
+    session: ReadSessionDep,
     page: PageDep,
     role: Role | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[SearchText | None, Query()] = None,
 ) -> Page[UserRead]:
     users, total = await accounts.list_users(session, page=page, role=role, q=q)
     return Page(
@@ -145,7 +146,6 @@ async def list_users(
 async def change_role(
     user_id: uuid.UUID, body: RoleUpdate, admin: AdminUser, session: SessionDep, now: Clock
 ) -> UserRead:
-    session.add(admin)
     user = await accounts.change_role(
         session, actor=admin, user_id=user_id, role=body.role, now=now
     )
