@@ -1,13 +1,17 @@
 """Small factories: make rows directly, or sign in over HTTP."""
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.accounts import passwords
 from boxoffice.accounts.models import Role, User
+from boxoffice.catalog import service as catalog
+from boxoffice.catalog.models import Category, Event
+from boxoffice.catalog.schemas import EventCreate
 from boxoffice.db import Database, utcnow
 
 PASSWORD = "correct horse battery"
@@ -54,3 +58,50 @@ async def auth_headers(
 ) -> dict[str, str]:
     tokens = await log_in(client, user.email, password)
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+# Catalogue
+
+
+async def make_category(
+    session: AsyncSession, slug: str | None = None, name: str | None = None
+) -> Category:
+    slug = slug or f"genre-{secrets.token_hex(3)}"
+    category = Category(slug=slug, name=name or slug.replace("-", " ").title(), created_at=utcnow())
+    session.add(category)
+    await session.flush()
+    return category
+
+
+def event_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /admin/events body, ten days ahead, published, with two tiers."""
+    starts_at = utcnow() + timedelta(days=10)
+    body: dict[str, Any] = {
+        "title": "Sauti Sol Live",
+        "artists": ["Sauti Sol"],
+        "description": "An evening of afro-pop.",
+        "venue": {
+            "name": "KICC Grounds",
+            "city": "Nairobi",
+            "country": "KE",
+            "lat": -1.2884,
+            "lng": 36.8233,
+        },
+        "starts_at": starts_at.isoformat(),
+        "currency": "KES",
+        "status": "published",
+        "ticket_types": [
+            {"name": "Regular", "price": 150000, "capacity": 100},
+            {"name": "VIP", "price": 500000, "capacity": 20},
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+async def make_event(
+    session: AsyncSession, *, organizer: User, now: datetime | None = None, **overrides: Any
+) -> Event:
+    """An event made through the catalogue service, so derived fields and stock are right."""
+    data = EventCreate.model_validate(event_body(**overrides))
+    return await catalog.create_event(session, organizer=organizer, data=data, now=now or utcnow())

@@ -8,11 +8,13 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from boxoffice.analytics.recorder import InteractionRecorder
+from boxoffice.cache import build_cache
 from boxoffice.config import Settings
 from boxoffice.db import Database
 from boxoffice.logging import configure_logging
 from boxoffice.ratelimit import RateLimiter
-from boxoffice.web.api import accounts, system
+from boxoffice.web.api import accounts, catalog, events_admin, system
 from boxoffice.web.api.docs import mount_docs
 from boxoffice.web.errors import document_problems_as_problem_json, install_error_handlers
 from boxoffice.web.middleware import EdgeMiddleware
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        recorder_task = asyncio.create_task(app.state.interactions.run(), name="interactions")
         worker_task = None
         if settings.run_worker_in_process:
             worker = Worker(
@@ -55,6 +58,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         if worker_task is not None:
             worker.stop()
             await worker_task
+        app.state.interactions.stop()
+        await recorder_task
+        await app.state.interactions.flush()
         if db is None:
             await app.state.db.dispose()
 
@@ -72,8 +78,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.limiter = RateLimiter(
         enabled=settings.rate_limits, redis_url=settings.redis_url, prefix=settings.redis_prefix
     )
+    app.state.cache = build_cache(settings.redis_url, settings.redis_prefix)
+    app.state.db.on_commit = app.state.cache.invalidate
+    app.state.interactions = InteractionRecorder(app.state.db)
 
     app.include_router(accounts.router)
+    app.include_router(catalog.router)
+    app.include_router(events_admin.router)
     app.include_router(system.router)
     mount_docs(app)
     install_error_handlers(app)

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "5/minute"
 
+    catalog_cache_ttl: float = Field(2.0, ge=0, le=2.0, description="seconds; 0 turns it off")
     cors_origins: Annotated[list[str], NoDecode] = []
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
     max_body_bytes: int = 1024 * 1024

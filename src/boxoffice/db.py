@@ -187,6 +187,12 @@ class Database:
         await self.engine.dispose()
 
 
+def like_pattern(value: str) -> str:
+    """A LIKE pattern (with ESCAPE '\\') matching `value` as a substring, literally."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 async def lock_rows(session: AsyncSession, query: Select[Any]) -> list[Any]:
     """SELECT … FOR UPDATE on PostgreSQL. On SQLite the statement takes no lock: the
     transaction began IMMEDIATE and so already holds the database's one write lock."""

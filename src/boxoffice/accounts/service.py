@@ -29,7 +29,7 @@ from boxoffice.accounts.schemas import (
 )
 from boxoffice.audit import service as audit
 from boxoffice.config import Settings
-from boxoffice.db import insert_missing, lock_rows
+from boxoffice.db import insert_missing, like_pattern, lock_rows
 from boxoffice.errors import Unauthenticated
 from boxoffice.validation import PageParams
 
@@ -306,9 +306,7 @@ async def list_users(
     if role is not None:
         query = query.where(User.role == role)
     if q:
-        pattern = (
-            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        )
+        pattern = like_pattern(q.lower())
         query = query.where(
             or_(
                 User.email.like(pattern, escape="\\"),

@@ -75,6 +75,7 @@ class Event(UUIDPrimaryKey, Base):
     ticket_types: Mapped[list["TicketType"]] = relationship(
         back_populates="event",
         lazy="raise",
+        passive_deletes=True,
         order_by="(TicketType.sort_order, TicketType.created_at)",
     )
 

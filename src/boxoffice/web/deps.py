@@ -1,5 +1,6 @@
 """What routes declare: the session, the clock, the caller and their role, the limiter."""
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,8 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.accounts import service as accounts
+from boxoffice.accounts import tokens
 from boxoffice.accounts.models import Role, User
 from boxoffice.accounts.tokens import AccessClaims
+from boxoffice.analytics.recorder import InteractionRecorder
+from boxoffice.cache import Cache
 from boxoffice.config import Settings
 from boxoffice.db import Database, utcnow
 from boxoffice.errors import Forbidden, Unauthenticated
@@ -73,6 +77,21 @@ async def get_caller(
     return Caller(user, claims)
 
 
+def get_viewer_id(
+    settings: SettingsDep,
+    now: Clock,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> uuid.UUID | None:
+    """Who is looking at a public page, if they sent a valid token; no database round
+    trip, because it only labels analytics."""
+    if credentials is None:
+        return None
+    claims = tokens.read_access_token(
+        credentials.credentials, secret=settings.signing_secret, now=now
+    )
+    return claims.user_id if claims else None
+
+
 def require_role(*roles: Role) -> Callable[..., User]:
     """The one place roles are checked: `Depends(require_role(Role.ADMIN))`."""
 
@@ -85,6 +104,7 @@ def require_role(*roles: Role) -> Callable[..., User]:
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+ViewerId = Annotated[uuid.UUID | None, Depends(get_viewer_id)]
 CurrentUser = Annotated[User, Depends(require_role())]
 OrganizerUser = Annotated[User, Depends(require_role(Role.ORGANIZER, Role.ADMIN))]
 AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
@@ -98,6 +118,19 @@ def get_page(
 
 
 PageDep = Annotated[PageParams, Depends(get_page)]
+
+
+def get_cache(request: Request) -> Cache:
+    return request.app.state.cache
+
+
+def get_recorder(request: Request) -> InteractionRecorder:
+    return request.app.state.interactions
+
+
+CacheDep = Annotated[Cache, Depends(get_cache)]
+RecorderDep = Annotated[InteractionRecorder, Depends(get_recorder)]
+DbDep = Annotated[Database, Depends(get_db)]
 
 
 def get_limiter(request: Request) -> RateLimiter:
