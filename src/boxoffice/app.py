@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from boxoffice.analytics.recorder import InteractionRecorder
-from boxoffice.cache import build_cache
+from boxoffice.cache import RedisCache, build_cache
 from boxoffice.config import Settings
 from boxoffice.db import Database
 from boxoffice.logging import configure_logging
@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         app.state.interactions.stop()
         await recorder_task
         await app.state.interactions.flush()
+        if isinstance(app.state.cache, RedisCache):
+            await app.state.cache.close()
         if db is None:
             await app.state.db.dispose()
 

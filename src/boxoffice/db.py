@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import DateTime, Enum, MetaData, Select, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
@@ -22,6 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from boxoffice.errors import DomainError
 from boxoffice.geo import distance_km
+
+log = structlog.get_logger("boxoffice.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -181,7 +184,10 @@ class Database:
     async def _committed(self, session: AsyncSession) -> None:
         touched = session.info.pop("touched", None)
         if touched and self.on_commit is not None:
-            await self.on_commit(touched)
+            try:
+                await self.on_commit(touched)
+            except Exception:  # committed is committed; stale entries expire with their TTL
+                log.exception("db.on_commit_failed", namespaces=sorted(touched))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -267,12 +267,14 @@ def _check(filters: EventFilters) -> None:
         and filters.price_min > filters.price_max
     ):
         raise ValidationFailed.field("price_max", "must not be below price_min")
-    if (
-        filters.date_from
-        and filters.date_to
-        and _as_date(filters.date_from) > _as_date(filters.date_to)
-    ):
+    if filters.date_from and filters.date_to and _after(filters.date_from, filters.date_to):
         raise ValidationFailed.field("date_to", "must not be before date_from")
+
+
+def _after(start: date | datetime, end: date | datetime) -> bool:
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        return start > end  # two instants, whatever their offsets
+    return _as_date(start) > _as_date(end)
 
 
 def _as_date(value: date | datetime) -> date:

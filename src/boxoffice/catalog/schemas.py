@@ -3,16 +3,20 @@ import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     Field,
     HttpUrl,
+    TypeAdapter,
+    ValidationError,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from boxoffice.catalog import zones
 from boxoffice.catalog.models import EventStatus, TierStatus
@@ -58,13 +62,52 @@ ImageUrl = Annotated[HttpUrl, Field(max_length=2000)]
 Artists = Annotated[list[text(100)], Field(max_length=20)]
 
 
+def _invalid(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
+    """A cross-field rule's failure located at the field to fix (a bare ValueError in a
+    model validator names no field, and the API would answer `field: "body"`)."""
+    error = PydanticCustomError("value_error", message)  # type: ignore[arg-type]
+    return ValidationError.from_exception_data(
+        "catalogue input", [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY_ADAPTER = TypeAdapter(dt.date)
+_INSTANT_ADAPTER = TypeAdapter(AwareDatetime)
+
+
+def _day_or_instant(value: Any) -> dt.date | datetime:
+    # Decided here, not by the union alone: that would read "2026-03-20T00:00:00+03:00" as
+    # the day 2026-03-20, dropping the offset, accept a midnight without offset, and name
+    # its errors "date_from.date" and "date_from.datetime".
+    if isinstance(value, dt.date) and not isinstance(value, datetime):
+        return value
+    try:
+        if isinstance(value, str) and _DAY.fullmatch(value.strip()):
+            return _DAY_ADAPTER.validate_python(value.strip())
+        return _INSTANT_ADAPTER.validate_python(value)
+    except ValidationError:
+        raise ValueError(
+            "must be a date (2026-03-20) or a date and time with an offset "
+            "(2026-03-20T19:00:00+03:00)"
+        ) from None
+
+
+DayOrInstant = Annotated[dt.date | AwareDatetime, BeforeValidator(_day_or_instant)]
+
+
 def _check_window(
-    start: datetime | None, end: datetime | None, *, ends_at: datetime | None
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    ends_at: datetime | None,
+    loc: tuple[str | int, ...] = (),
 ) -> None:
     if start and end and end <= start:
-        raise ValueError("sales_end must be after sales_start")
+        raise _invalid((*loc, "sales_end"), "sales_end must be after sales_start", end)
     if end and ends_at and end > ends_at:
-        raise ValueError("sales_end must be no later than the event's ends_at")
+        message = "sales_end must be no later than the event's ends_at"
+        raise _invalid((*loc, "sales_end"), message, end)
 
 
 # Inputs
@@ -145,7 +188,8 @@ class EventFields(BaseModel):
         if self.ends_at is None:
             self.ends_at = self.starts_at + DEFAULT_DURATION
         if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
+            message = "ends_at must be after starts_at"
+            raise _invalid(("ends_at",), message, self.ends_at)
         _check_window(self.sales_start, self.sales_end, ends_at=self.ends_at)
         return self
 
@@ -155,8 +199,13 @@ class EventCreate(EventFields):
 
     @model_validator(mode="after")
     def _tier_windows(self) -> Self:
-        for tier in self.ticket_types:
-            _check_window(tier.sales_start, tier.sales_end, ends_at=self.ends_at)
+        for position, tier in enumerate(self.ticket_types):
+            _check_window(
+                tier.sales_start,
+                tier.sales_end,
+                ends_at=self.ends_at,
+                loc=("ticket_types", position),
+            )
         return self
 
 
@@ -281,14 +330,22 @@ class EventSort(StrEnum):
 class EventFilters(BaseModel):
     """GET /events query parameters; every one optional, all combinable."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_absent(cls, values: Any) -> Any:
+        # A search form submits its empty boxes: `?q=&city=` means no such filter.
+        if isinstance(values, dict):
+            return {key: value for key, value in values.items() if value != ""}
+        return values
+
     q: text(200) | None = None
     artist: text(100) | None = None
     genre: Slug | None = None
     venue: text(200) | None = None
     city: text(100) | None = None
     date: dt.date | None = None
-    date_from: dt.date | AwareDatetime | None = None
-    date_to: dt.date | AwareDatetime | None = None
+    date_from: DayOrInstant | None = None
+    date_to: DayOrInstant | None = None
     price_min: Price | None = None
     price_max: Price | None = None
     available: bool | None = None

@@ -23,7 +23,12 @@ _SEPARATORS = re.compile(r"[\W_]+")
 
 def normalise(value: str) -> str:
     """Casefolded words separated by single spaces; punctuation, symbols and emoji dropped."""
-    return _SEPARATORS.sub(" ", unicodedata.normalize("NFKC", value).casefold()).strip()
+    folded = unicodedata.normalize("NFKC", value).casefold()
+    if not folded.isascii():
+        # FTS5 indexes numerals such as Ethiopic ፩ or Bengali ৴ (category No) as word
+        # characters, PostgreSQL's parser skips them: drop them for both to agree.
+        folded = "".join(" " if unicodedata.category(ch) == "No" else ch for ch in folded)
+    return _SEPARATORS.sub(" ", folded).strip()
 
 
 def keywords(query: str) -> list[str]:

@@ -118,7 +118,7 @@ async def patch_event(
     event = await _editable(session, event_id, manager)
     current = _fields_of(event, await _category_slug(session, event))
     changes = data.model_dump(exclude_unset=True, mode="json")
-    if "venue" in changes:
+    if changes.get("venue") is not None:  # an explicit null is refused by validate() below
         changes["venue"] = {**current["venue"], **changes["venue"]}
     merged = validate(EventFields, {**current, **changes})
     return await _change(session, event, manager, merged, now)

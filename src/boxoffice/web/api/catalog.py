@@ -29,16 +29,16 @@ async def list_events(
     viewer: ViewerId,
     now: Clock,
 ) -> Response:
-    used = filters.model_dump(mode="json", exclude_defaults=True)
-    recorder.record(InteractionKind.SEARCH, user_id=viewer, data=used)
-
     async def produce() -> Page[EventRead]:
         async with db.read_transaction() as session:
             events, total = await queries.search_events(session, filters=filters, now=now)
         return Page(items=events, page=filters.page, limit=filters.limit, total=total)
 
     key = "events?" + filters.model_dump_json()
-    return await cached_json(cache, CATALOG, key, produce, ttl=settings.catalog_cache_ttl)
+    response = await cached_json(cache, CATALOG, key, produce, ttl=settings.catalog_cache_ttl)
+    used = filters.model_dump(mode="json", exclude_defaults=True)
+    recorder.record(InteractionKind.SEARCH, user_id=viewer, data=used)
+    return response
 
 
 @router.get("/events/{event_id}", response_model=EventRead, responses=problems(404))
