@@ -119,7 +119,7 @@ def worker() -> None:
 
 @app.command()
 def demo() -> None:
-    """Load the demo data (organizers, fans, an admin). Safe to run again."""
+    """Load the demo data (an admin, organizers, fans, genres, events). Safe to run again."""
     settings = _settings()
     _migrate(settings)
     _load_demo(settings)
