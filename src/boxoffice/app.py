@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
-    app.state.db = db or Database.from_url(settings.database_url)
+    pool = {} if settings.is_embedded else {"pool_size": settings.database_pool_size}
+    app.state.db = db or Database.from_url(settings.database_url, **pool)
     app.state.limiter = RateLimiter(
         enabled=settings.rate_limits, redis_url=settings.redis_url, prefix=settings.redis_prefix
     )

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BOXOFFICE_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./var/boxoffice.db"
+    database_pool_size: int = Field(20, ge=1, le=500)  # connections per web process (PostgreSQL)
     redis_url: str | None = None
     redis_prefix: str = "boxoffice:"
     jwt_secret: str | None = None

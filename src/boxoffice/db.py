@@ -84,8 +84,10 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, **options)
-    options.setdefault("pool_size", 10)
-    options.setdefault("max_overflow", 10)
+    # A steady pool: overflow connections are opened and closed per burst, which costs
+    # more than the queries under load.
+    options.setdefault("pool_size", 20)
+    options.setdefault("max_overflow", 5)
     options.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **options)
 

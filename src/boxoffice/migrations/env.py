@@ -33,6 +33,11 @@ def _migrate(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
+    if connection.dialect.name == "sqlite":
+        # SQLite plans without statistics until someone runs ANALYZE (PostgreSQL's
+        # autovacuum does it there); every start brings them up to date, cheaply.
+        connection.exec_driver_sql("PRAGMA analysis_limit=1000")
+        connection.exec_driver_sql("ANALYZE")
 
 
 async def _run() -> None:

@@ -1,7 +1,7 @@
 """What routes declare: the session, the clock, the caller and their role, the limiter."""
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -24,15 +24,15 @@ from boxoffice.validation import MAX_LIMIT, MAX_PAGE, PageParams
 from boxoffice.web.errors import UnsupportedMediaType
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     return utcnow()
 
 
@@ -77,7 +77,7 @@ async def get_caller(
     return Caller(user, claims)
 
 
-def get_viewer_id(
+async def get_viewer_id(
     settings: SettingsDep,
     now: Clock,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -92,10 +92,10 @@ def get_viewer_id(
     return claims.user_id if claims else None
 
 
-def require_role(*roles: Role) -> Callable[..., User]:
+def require_role(*roles: Role) -> Callable[..., Awaitable[User]]:
     """The one place roles are checked: `Depends(require_role(Role.ADMIN))`."""
 
-    def check(caller: Annotated[Caller, Depends(get_caller)]) -> User:
+    async def check(caller: Annotated[Caller, Depends(get_caller)]) -> User:
         if roles and caller.user.role not in roles:
             raise Forbidden("Your account's role does not allow this.")
         return caller.user
@@ -110,7 +110,7 @@ OrganizerUser = Annotated[User, Depends(require_role(Role.ORGANIZER, Role.ADMIN)
 AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
 
 
-def get_page(
+async def get_page(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
 ) -> PageParams:
@@ -120,11 +120,11 @@ def get_page(
 PageDep = Annotated[PageParams, Depends(get_page)]
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
     return request.app.state.cache
 
 
-def get_recorder(request: Request) -> InteractionRecorder:
+async def get_recorder(request: Request) -> InteractionRecorder:
     return request.app.state.interactions
 
 
@@ -133,11 +133,11 @@ RecorderDep = Annotated[InteractionRecorder, Depends(get_recorder)]
 DbDep = Annotated[Database, Depends(get_db)]
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     return request.app.state.limiter
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -145,7 +145,7 @@ LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 ClientIP = Annotated[str, Depends(client_ip)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """Bodies must be JSON; anything else is a 415, not a confusing validation error."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return
