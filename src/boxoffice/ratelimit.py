@@ -36,6 +36,3 @@ class RateLimiter:
     async def _seconds_until_free(self, item: RateLimitItem, *identifiers: str) -> int:
         stats = await self._strategy.get_window_stats(item, *identifiers)
         return max(1, math.ceil(stats.reset_time - time.time()))
-
-    async def reset(self) -> None:
-        await self.storage.reset()

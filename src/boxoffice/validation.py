@@ -48,13 +48,6 @@ Phone = Annotated[
 ]
 
 
-def mask_phone(phone: str | None) -> str | None:
-    """Every character but the last three replaced by '*': safe to log and to show."""
-    if not phone:
-        return phone
-    return "*" * (len(phone) - 3) + phone[-3:]
-
-
 def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Pydantic's errors as API.md's `[{"field": "items[0].quantity", "message": …}]`."""
     return [

@@ -23,7 +23,6 @@ from boxoffice.catalog.schemas import (
     EventSort,
     TicketTypeManaged,
     TicketTypeRead,
-    VenueRead,
 )
 from boxoffice.db import like_pattern
 from boxoffice.errors import ValidationFailed
@@ -61,9 +60,7 @@ def tier_status(event: Event, tier: TicketType, available: int, now: datetime) -
 def _tier_available() -> ColumnElement[int]:
     """Seats left in the TicketType of the enclosing query (correlated)."""
     return (
-        select(
-            func.coalesce(func.sum(TicketStock.capacity - TicketStock.sold - TicketStock.held), 0)
-        )
+        select(inventory.seats_left())
         .where(TicketStock.ticket_type_id == TicketType.id)
         .scalar_subquery()
     )
@@ -149,30 +146,10 @@ def _event_read(
             tier_reads.append(TicketTypeRead(**fields))
     available = sum(t.available for t in tier_reads)
     fields = {
+        **catalog.event_fields(event, None),
         "id": event.id,
-        "title": event.title,
-        "artists": event.artists,
         "genre": CategoryRead(slug=category.slug, name=category.name) if category else None,
-        "description": event.description,
-        "venue": VenueRead(
-            name=event.venue_name,
-            address=event.venue_address,
-            city=event.city,
-            country=event.country,
-            lat=event.latitude,
-            lng=event.longitude,
-        ),
-        "timezone": event.timezone,
-        "starts_at": event.starts_at,
-        "ends_at": event.ends_at,
-        "sales_start": event.sales_start,
-        "sales_end": event.sales_end,
-        "status": event.status,
-        "currency": event.currency,
-        "image_url": event.image_url,
         "organizer_id": event.organizer_id,
-        "max_tickets_per_user": event.max_tickets_per_user,
-        "cancellation_deadline_hours": event.cancellation_deadline_hours,
         "ticket_types": tier_reads,
         "available": available,
         "sold_out": available == 0,
@@ -301,9 +278,7 @@ def _priced_within(low: int | None, high: int | None, now: datetime) -> ColumnEl
 
 def _event_available() -> ColumnElement[int]:
     return (
-        select(
-            func.coalesce(func.sum(TicketStock.capacity - TicketStock.sold - TicketStock.held), 0)
-        )
+        select(inventory.seats_left())
         .join(TicketType, TicketType.id == TicketStock.ticket_type_id)
         .where(TicketType.event_id == Event.id)
         .scalar_subquery()

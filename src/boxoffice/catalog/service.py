@@ -116,7 +116,7 @@ async def patch_event(
     session: AsyncSession, *, event_id: uuid.UUID, manager: User, data: EventPatch, now: datetime
 ) -> Event:
     event = await _editable(session, event_id, manager)
-    current = _fields_of(event, await _category_slug(session, event))
+    current = event_fields(event, await _category_slug(session, event))
     changes = data.model_dump(exclude_unset=True, mode="json")
     if changes.get("venue") is not None:  # an explicit null is refused by validate() below
         changes["venue"] = {**current["venue"], **changes["venue"]}
@@ -393,8 +393,9 @@ async def _tier_of(session: AsyncSession, event: Event, ticket_type_id: uuid.UUI
     return tier
 
 
-def _fields_of(event: Event, genre: str | None) -> dict[str, Any]:
-    """The event as an EventFields body, to merge a PATCH onto."""
+def event_fields(event: Event, genre: str | None) -> dict[str, Any]:
+    """The event's own fields, shaped as an EventFields body: a PATCH is merged onto it,
+    the audit log and the API's EventRead are built from it."""
     return {
         "title": event.title,
         "artists": event.artists,
@@ -422,7 +423,7 @@ def _fields_of(event: Event, genre: str | None) -> dict[str, Any]:
 
 
 def _snapshot(event: Event) -> dict[str, Any]:
-    fields = _fields_of(event, None)
+    fields = event_fields(event, None)
     del fields["genre"]
     fields["category_id"] = str(event.category_id) if event.category_id else None
     fields["on_sale"] = event.on_sale

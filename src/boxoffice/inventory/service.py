@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Subquery, delete, func, select
+from sqlalchemy import ColumnElement, Subquery, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.db import lock_rows
@@ -43,6 +43,11 @@ def add_stock(
         )
 
 
+def seats_left() -> ColumnElement[int]:
+    """Σ(capacity - sold - held) over the TicketStock rows of a query: 0 when there are none."""
+    return func.coalesce(func.sum(TicketStock.capacity - TicketStock.sold - TicketStock.held), 0)
+
+
 def stock_totals() -> Subquery:
     """One row per tier: Σ capacity, sold, held and available over its shards."""
     return (
@@ -51,7 +56,7 @@ def stock_totals() -> Subquery:
             func.sum(TicketStock.capacity).label("capacity"),
             func.sum(TicketStock.sold).label("sold"),
             func.sum(TicketStock.held).label("held"),
-            func.sum(TicketStock.capacity - TicketStock.sold - TicketStock.held).label("available"),
+            seats_left().label("available"),
         )
         .group_by(TicketStock.ticket_type_id)
         .subquery("stock")
