@@ -13,8 +13,10 @@ from boxoffice.cache import RedisCache, build_cache
 from boxoffice.config import Settings
 from boxoffice.db import Database
 from boxoffice.logging import configure_logging
+from boxoffice.payments.providers import PROVIDERS
 from boxoffice.ratelimit import RateLimiter
-from boxoffice.web.api import accounts, catalog, events_admin, system
+from boxoffice.tickets.codes import TicketSigner
+from boxoffice.web.api import accounts, catalog, events_admin, selling, system
 from boxoffice.web.api.docs import mount_docs
 from boxoffice.web.errors import document_problems_as_problem_json, install_error_handlers
 from boxoffice.web.middleware import EdgeMiddleware
@@ -84,10 +86,13 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.cache = build_cache(settings.redis_url, settings.redis_prefix)
     app.state.db.on_commit = app.state.cache.invalidate
     app.state.interactions = InteractionRecorder(app.state.db)
+    app.state.signer = TicketSigner(settings.signing_secret)
+    app.state.providers = PROVIDERS
 
     app.include_router(accounts.router)
     app.include_router(catalog.router)
     app.include_router(events_admin.router)
+    app.include_router(selling.router)
     app.include_router(system.router)
     mount_docs(app)
     install_error_handlers(app)

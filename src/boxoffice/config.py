@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_register: str = "5/minute"
 
+    hold_ttl: int = Field(600, ge=10, le=24 * 3600, description="seconds a hold keeps its seats")
+    payment_window: int = Field(
+        900, ge=10, le=24 * 3600, description="seconds a pending payment keeps the seats at most"
+    )
+    rate_limit_holds: str = "60/minute"  # per account
+
     catalog_cache_ttl: float = Field(2.0, ge=0, le=2.0, description="seconds; 0 turns it off")
     cors_origins: Annotated[list[str], NoDecode] = []
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
@@ -53,7 +59,7 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("rate_limit_login", "rate_limit_register")
+    @field_validator("rate_limit_login", "rate_limit_register", "rate_limit_holds")
     @classmethod
     def _rate(cls, value: str) -> str:
         try:

@@ -139,7 +139,11 @@ def _event_read(
         if managed:
             tier_reads.append(
                 TicketTypeManaged(
-                    **fields, sold=tier_stock.sold, held=tier_stock.held, sort_order=tier.sort_order
+                    **fields,
+                    sold=tier_stock.sold,
+                    held=tier_stock.held,
+                    shards=tier_stock.shards,
+                    sort_order=tier.sort_order,
                 )
             )
         else:

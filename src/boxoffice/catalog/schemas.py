@@ -58,6 +58,8 @@ Slug = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_slug)]
 Price = Annotated[int, Field(ge=0, le=MAX_PRICE, description="minor units, e.g. cents")]
 Capacity = Annotated[int, Field(ge=1, le=MAX_CAPACITY)]
 PerOrder = Annotated[int, Field(ge=1, le=100)]
+# Stock shards (ARCHITECTURE §5); left out, the tier's size decides.
+Shards = Annotated[int, Field(ge=1, le=64)]
 ImageUrl = Annotated[HttpUrl, Field(max_length=2000)]
 Artists = Annotated[list[text(100)], Field(max_length=20)]
 
@@ -142,6 +144,7 @@ class TicketTypeCreate(BaseModel):
     price: Price
     capacity: Capacity
     max_per_order: PerOrder = 10
+    shards: Shards | None = None
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
     sort_order: Annotated[int, Field(ge=0, le=10_000)] | None = None
@@ -159,6 +162,7 @@ class TicketTypeUpdate(BaseModel):
     price: Price | None = None
     capacity: Capacity | None = None
     max_per_order: PerOrder | None = None
+    shards: Shards | None = None
     sales_start: AwareDatetime | None = None
     sales_end: AwareDatetime | None = None
     sort_order: Annotated[int, Field(ge=0, le=10_000)] | None = None
@@ -280,6 +284,7 @@ class TicketTypeRead(BaseModel):
 class TicketTypeManaged(TicketTypeRead):
     sold: int
     held: int
+    shards: int
     sort_order: int
 
 

@@ -216,7 +216,7 @@ async def update_ticket_type(
     tier = await _tier_of(session, event, ticket_type_id)
     before = _tier_snapshot(tier)
     changes = data.model_dump(exclude_unset=True)
-    for field in ("name", "price", "capacity", "max_per_order", "sort_order"):
+    for field in ("name", "price", "capacity", "max_per_order", "shards", "sort_order"):
         if field in changes and changes[field] is None:
             raise ValidationFailed.field(field, "cannot be null")
     sales_start = changes.get("sales_start", tier.sales_start)
@@ -227,6 +227,8 @@ async def update_ticket_type(
     if "capacity" in changes:
         await inventory.resize(session, ticket_type_id=tier.id, capacity=changes["capacity"])
         tier.capacity = changes["capacity"]
+    if "shards" in changes:
+        await inventory.reshard(session, ticket_type_id=tier.id, shards=changes["shards"])
     if "price" in changes:
         tier.price_cents = changes["price"]
     for field in ("name", "max_per_order", "sales_start", "sales_end", "sort_order"):
@@ -367,7 +369,7 @@ async def _add_tier(
     )
     session.add(tier)
     await session.flush()
-    inventory.add_stock(session, ticket_type_id=tier.id, capacity=data.capacity)
+    inventory.add_stock(session, ticket_type_id=tier.id, capacity=data.capacity, shards=data.shards)
     return tier
 
 

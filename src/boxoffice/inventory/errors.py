@@ -1,5 +1,39 @@
-from boxoffice.errors import Conflict
+import uuid
+
+from boxoffice.errors import Conflict, NotFound
 
 
 class CapacityBelowSold(Conflict):
     code, title = "capacity_below_sold", "Capacity cannot go below the seats sold and held"
+
+
+class SoldOut(Conflict):
+    code, title = "sold_out", "Not enough tickets left"
+
+    def __init__(self, ticket_type_id: uuid.UUID, available: int) -> None:
+        super().__init__(
+            f"Only {available} ticket(s) of this type are left.",
+            ticket_type_id=str(ticket_type_id),
+            available=available,
+        )
+        self.ticket_type_id = ticket_type_id
+
+
+class NotOnSale(Conflict):
+    code, title = "not_on_sale", "These tickets are not on sale"
+
+
+class TicketLimitExceeded(Conflict):
+    code, title = "ticket_limit_exceeded", "Over the ticket limit"
+
+
+class HoldNotFound(NotFound):
+    title = "Hold not found"
+
+
+class HoldNotActive(Conflict):
+    code, title = "hold_not_active", "The hold is no longer active"
+
+
+class HoldExpired(Conflict):
+    code, title = "hold_expired", "The hold has expired"

@@ -1,9 +1,11 @@
 import uuid
+from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from boxoffice.db import Base, UUIDPrimaryKey
+from boxoffice.db import Base, UUIDPrimaryKey, str_enum, utcnow
 
 
 class TicketStock(UUIDPrimaryKey, Base):
@@ -24,3 +26,57 @@ class TicketStock(UUIDPrimaryKey, Base):
     capacity: Mapped[int]
     sold: Mapped[int] = mapped_column(default=0)
     held: Mapped[int] = mapped_column(default=0)
+
+
+class HoldStatus(StrEnum):
+    ACTIVE = "active"
+    CONVERTED = "converted"  # its booking was paid: the seats are sold
+    EXPIRED = "expired"
+    RELEASED = "released"
+
+
+class Hold(UUIDPrimaryKey, Base):
+    """Seats taken from the shards for a while, for one user and one event."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        Index("ix_holds_status_expires_at", "status", "expires_at"),  # the expiry sweep
+        Index("ix_holds_user_id_event_id", "user_id", "event_id"),  # the per-user limit
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    status: Mapped[HoldStatus] = mapped_column(str_enum(HoldStatus), default=HoldStatus.ACTIVE)
+    quantity: Mapped[int]  # Σ items' quantity
+    total_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    # When the hold runs out: its own TTL, pushed later while a payment attempt is pending.
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]  # converted, expired or released
+    # Set once, by the booking made from this hold (no foreign key: bookings point here).
+    booking_id: Mapped[uuid.UUID | None] = mapped_column(unique=True)
+
+    items: Mapped[list["HoldItem"]] = relationship(
+        lazy="raise", order_by="(HoldItem.ticket_type_id, HoldItem.stock_id)"
+    )
+
+
+class HoldItem(UUIDPrimaryKey, Base):
+    """Seats of one tier taken from one shard: they go back to that shard."""
+
+    __tablename__ = "hold_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    hold_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("holds.id", ondelete="CASCADE"), index=True
+    )
+    # A tier can only be deleted with no live holds and no sales: these rows are history.
+    ticket_type_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ticket_types.id", ondelete="CASCADE"), index=True
+    )
+    stock_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ticket_stock.id", ondelete="CASCADE"), index=True
+    )
+    quantity: Mapped[int]
+    unit_price_cents: Mapped[int]  # the tier's price when the seats were taken

@@ -17,6 +17,7 @@ class Stock:
     capacity: int
     sold: int
     held: int
+    shards: int = 1
 
     @property
     def available(self) -> int:
@@ -24,13 +25,22 @@ class Stock:
 
 
 EMPTY = Stock(0, 0, 0)
+MAX_SHARDS = 64
+SEATS_PER_SHARD = 250  # a tier gets one more shard per this many seats, up to AUTO_SHARDS
+AUTO_SHARDS = 16
+
+
+def default_shards(capacity: int) -> int:
+    """Shards for a tier nobody chose for: one for a small tier; a big on-sale gets up to
+    16, so that buyers commit side by side instead of queueing on one hot row."""
+    return max(1, min(AUTO_SHARDS, capacity // SEATS_PER_SHARD))
 
 
 def add_stock(
-    session: AsyncSession, *, ticket_type_id: uuid.UUID, capacity: int, shards: int = 1
+    session: AsyncSession, *, ticket_type_id: uuid.UUID, capacity: int, shards: int | None = None
 ) -> None:
     """The shards of a new tier, their capacities adding up to `capacity`."""
-    shards = max(1, min(shards, capacity))
+    shards = max(1, min(shards or default_shards(capacity), capacity))
     for shard in range(shards):
         session.add(
             TicketStock(
@@ -57,6 +67,7 @@ def stock_totals() -> Subquery:
             func.sum(TicketStock.sold).label("sold"),
             func.sum(TicketStock.held).label("held"),
             seats_left().label("available"),
+            func.count(TicketStock.id).label("shards"),
         )
         .group_by(TicketStock.ticket_type_id)
         .subquery("stock")
@@ -71,11 +82,15 @@ async def stock_by_tier(
         return {}
     totals = stock_totals()
     rows = await session.execute(
-        select(totals.c.ticket_type_id, totals.c.capacity, totals.c.sold, totals.c.held).where(
-            totals.c.ticket_type_id.in_(ids)
-        )
+        select(
+            totals.c.ticket_type_id,
+            totals.c.capacity,
+            totals.c.sold,
+            totals.c.held,
+            totals.c.shards,
+        ).where(totals.c.ticket_type_id.in_(ids))
     )
-    return {tier_id: Stock(capacity, sold, held) for tier_id, capacity, sold, held in rows}
+    return {tier_id: Stock(*figures) for tier_id, *figures in rows}
 
 
 async def resize(session: AsyncSession, *, ticket_type_id: uuid.UUID, capacity: int) -> Stock:
@@ -105,7 +120,33 @@ async def resize(session: AsyncSession, *, ticket_type_id: uuid.UUID, capacity: 
         take = min(-change, shard.capacity - shard.sold - shard.held)
         shard.capacity -= take
         change += take
-    return Stock(capacity, sum(s.sold for s in shards), sum(s.held for s in shards))
+    return Stock(capacity, sum(s.sold for s in shards), sum(s.held for s in shards), len(shards))
+
+
+async def reshard(session: AsyncSession, *, ticket_type_id: uuid.UUID, shards: int) -> None:
+    """Spread the tier's free seats over `shards` shards.
+
+    Shards are never deleted (hold items point at them); shards beyond the wanted number
+    keep only what they have sold and held, and the free seats go to the others evenly.
+    """
+    rows = await lock_rows(
+        session,
+        select(TicketStock)
+        .where(TicketStock.ticket_type_id == ticket_type_id)
+        .order_by(TicketStock.id),
+    )
+    free = sum(row.capacity - row.sold - row.held for row in rows)
+    shards = max(1, min(shards, MAX_SHARDS))
+    for number in range(len(rows), shards):
+        row = TicketStock(ticket_type_id=ticket_type_id, shard=number, capacity=0, sold=0, held=0)
+        session.add(row)
+        rows.append(row)
+    active = sorted(rows, key=lambda row: row.shard)[:shards]
+    for row in rows:
+        row.capacity = row.sold + row.held
+    for index, row in enumerate(active):
+        row.capacity += free // shards + (1 if index < free % shards else 0)
+    await session.flush()
 
 
 async def lock_stock(

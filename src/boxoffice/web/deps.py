@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,9 @@ from boxoffice.cache import Cache
 from boxoffice.config import Settings
 from boxoffice.db import Database, utcnow
 from boxoffice.errors import Forbidden, Unauthenticated
+from boxoffice.payments.providers import Providers
 from boxoffice.ratelimit import RateLimiter
+from boxoffice.tickets.codes import TicketSigner
 from boxoffice.validation import MAX_LIMIT, MAX_PAGE, PageParams
 from boxoffice.web.errors import UnsupportedMediaType
 
@@ -157,3 +159,24 @@ async def require_json(request: Request) -> None:
         raise UnsupportedMediaType(
             f"Expected application/json, got {content_type or 'no Content-Type'}."
         )
+
+
+async def get_signer(request: Request) -> TicketSigner:
+    return request.app.state.signer
+
+
+async def get_providers(request: Request) -> Providers:
+    return request.app.state.providers
+
+
+SignerDep = Annotated[TicketSigner, Depends(get_signer)]
+ProvidersDep = Annotated[Providers, Depends(get_providers)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retries with the same key and body get the first answer again (24 h).",
+    ),
+]

@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 JobHandler = Callable[[AsyncSession, dict[str, Any], datetime], Awaitable[None]]
 
 # Every domain module that defines jobs; the worker imports them all before it starts.
-TASK_MODULES = ("boxoffice.accounts.tasks", "boxoffice.worker.tasks")
+TASK_MODULES = (
+    "boxoffice.accounts.tasks",
+    "boxoffice.inventory.tasks",
+    "boxoffice.orders.tasks",
+    "boxoffice.payments.tasks",
+    "boxoffice.worker.tasks",
+)
 
 _handlers: dict[str, JobHandler] = {}
 

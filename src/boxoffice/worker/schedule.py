@@ -11,6 +11,9 @@ class Periodic:
 
 
 SCHEDULE = (
+    Periodic("orders.expire_holds", timedelta(seconds=5)),  # API.md: at least every 5 s
+    Periodic("inventory.audit", timedelta(minutes=10)),
+    Periodic("orders.purge_idempotency_keys", timedelta(hours=1)),
     Periodic("accounts.purge_expired_tokens", timedelta(hours=1)),
     Periodic("worker.purge_finished_jobs", timedelta(hours=6)),
 )

@@ -1,0 +1,190 @@
+"""Taking seats from a tier's shards and giving them back (ARCHITECTURE §5).
+
+Every change is one conditional UPDATE on a `ticket_stock` row; the CHECK constraints are
+the last word. Rows are always locked in the same order, tier id then shard id, so that
+concurrent transactions queue instead of deadlocking.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boxoffice.inventory.models import Hold, HoldItem, HoldStatus, TicketStock
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """Seats of one tier taken from one shard."""
+
+    ticket_type_id: uuid.UUID
+    stock_id: uuid.UUID
+    quantity: int
+
+
+def _free() -> ColumnElement[int]:
+    return TicketStock.capacity - TicketStock.sold - TicketStock.held
+
+
+async def take(
+    session: AsyncSession, ticket_type_id: uuid.UUID, quantity: int, *, sell: bool = False
+) -> list[Taken] | int:
+    """Take `quantity` seats of a tier as held (or, with `sell`, as sold).
+
+    Returns where they came from, or the number of seats the tier has left when that is not
+    enough. First one statement on one random shard that has them all (on PostgreSQL
+    skipping shards other buyers have locked); if there is none, every shard of the tier is
+    locked in order and the seats are gathered from several, so a tier never answers "sold
+    out" while it still has the seats somewhere.
+    """
+    column = TicketStock.sold if sell else TicketStock.held
+    pick = (
+        select(TicketStock.id)
+        .where(TicketStock.ticket_type_id == ticket_type_id, _free() >= quantity)
+        .order_by(func.random())
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    stock_id = await session.scalar(
+        update(TicketStock)
+        .where(TicketStock.id == pick.scalar_subquery(), _free() >= quantity)
+        .values({column: column + quantity})
+        .returning(TicketStock.id)
+        .execution_options(synchronize_session=False)
+    )
+    if stock_id is not None:
+        return [Taken(ticket_type_id, stock_id, quantity)]
+    return await _gather(session, ticket_type_id, quantity, column)
+
+
+async def _gather(
+    session: AsyncSession, ticket_type_id: uuid.UUID, quantity: int, column
+) -> list[Taken] | int:
+    shards = (
+        await session.execute(
+            select(TicketStock.id, _free())
+            .where(TicketStock.ticket_type_id == ticket_type_id)
+            .order_by(TicketStock.id)
+            .with_for_update()
+        )
+    ).all()
+    left = sum(max(free, 0) for _, free in shards)
+    if left < quantity:
+        return left
+    taken: list[Taken] = []
+    wanted = quantity
+    for stock_id, free in sorted(shards, key=lambda shard: -shard[1]):
+        if wanted == 0:
+            break
+        part = min(free, wanted)
+        await session.execute(
+            update(TicketStock)
+            .where(TicketStock.id == stock_id, _free() >= part)
+            .values({column: column + part})
+            .execution_options(synchronize_session=False)
+        )
+        taken.append(Taken(ticket_type_id, stock_id, part))
+        wanted -= part
+    return sorted(taken, key=lambda t: t.stock_id)
+
+
+async def end(
+    session: AsyncSession,
+    hold_ids: Sequence[uuid.UUID],
+    status: HoldStatus,
+    *,
+    now: datetime,
+    overdue_only: bool = False,
+) -> list[uuid.UUID]:
+    """Move active holds to `status` and their seats with them: back to the shards
+    (expired, released) or from held to sold (converted). Returns the holds it moved.
+
+    A hold that is no longer active (or, with `overdue_only`, not yet due) is left alone:
+    whoever moved it first won. The hold rows are updated first, then the shards in tier
+    and shard order, so this never deadlocks with a hold being placed.
+    """
+    if not hold_ids:
+        return []
+    conditions = [Hold.id.in_(list(hold_ids)), Hold.status == HoldStatus.ACTIVE]
+    if overdue_only:
+        conditions.append(Hold.expires_at <= now)
+    ended = list(
+        await session.scalars(
+            update(Hold)
+            .where(*conditions)
+            .values(status=status, ended_at=now)
+            .returning(Hold.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if not ended:
+        return []
+    per_shard = (
+        await session.execute(
+            select(HoldItem.ticket_type_id, HoldItem.stock_id, func.sum(HoldItem.quantity))
+            .where(HoldItem.hold_id.in_(ended))
+            .group_by(HoldItem.ticket_type_id, HoldItem.stock_id)
+            .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
+        )
+    ).all()
+    for _, stock_id, quantity in per_shard:
+        values = {TicketStock.held: TicketStock.held - quantity}
+        if status == HoldStatus.CONVERTED:
+            values[TicketStock.sold] = TicketStock.sold + quantity
+        result = await session.execute(
+            update(TicketStock)
+            .where(TicketStock.id == stock_id, TicketStock.held >= quantity)
+            .values(values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # the invariants make this unreachable; shout if not
+            raise RuntimeError(f"shard {stock_id} holds fewer seats than its holds")
+    return ended
+
+
+async def unsell(session: AsyncSession, ticket_type_id: uuid.UUID, quantity: int) -> None:
+    """Give back `quantity` sold seats of a tier (cancelled tickets), from any shards."""
+    shards = (
+        await session.execute(
+            select(TicketStock.id, TicketStock.sold)
+            .where(TicketStock.ticket_type_id == ticket_type_id)
+            .order_by(TicketStock.id)
+            .with_for_update()
+        )
+    ).all()
+    wanted = quantity
+    for stock_id, sold in shards:
+        part = min(sold, wanted)
+        if part == 0:
+            continue
+        await session.execute(
+            update(TicketStock)
+            .where(TicketStock.id == stock_id, TicketStock.sold >= part)
+            .values(sold=TicketStock.sold - part)
+            .execution_options(synchronize_session=False)
+        )
+        wanted -= part
+    if wanted:
+        raise RuntimeError(f"tier {ticket_type_id}: fewer seats sold than tickets cancelled")
+
+
+async def overdue(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    ticket_type_ids: Sequence[uuid.UUID] | None = None,
+    limit: int = 500,
+) -> list[uuid.UUID]:
+    """Active holds past their expiry (of the given tiers), oldest first."""
+    query = select(Hold.id).where(Hold.status == HoldStatus.ACTIVE, Hold.expires_at <= now)
+    if ticket_type_ids is not None:
+        query = query.where(
+            Hold.id.in_(
+                select(HoldItem.hold_id).where(HoldItem.ticket_type_id.in_(ticket_type_ids))
+            )
+        )
+    return list(await session.scalars(query.order_by(Hold.expires_at).limit(limit)))

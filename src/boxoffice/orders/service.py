@@ -1,0 +1,644 @@
+"""Selling: holds, bookings and their lifecycle (ARCHITECTURE §5, API.md "Buying").
+
+Every state change here is a conditional UPDATE on the row's current state, so that
+duplicates, retries and races change nothing twice: whoever moves a hold or a booking
+first wins, and the loser sees no row. Rows are locked in one order everywhere: the hold,
+then the booking, then the stock shards (tier, then shard), then tickets.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import structlog
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boxoffice.accounts.models import Role, User
+from boxoffice.analytics.models import Interaction, InteractionKind
+from boxoffice.catalog.errors import EventNotFound, TicketTypeNotFound
+from boxoffice.catalog.models import Event, EventStatus, TicketType
+from boxoffice.catalog.queries import sales_window
+from boxoffice.db import Database
+from boxoffice.inventory import holds
+from boxoffice.inventory.errors import (
+    HoldExpired,
+    HoldNotActive,
+    HoldNotFound,
+    NotOnSale,
+    SoldOut,
+    TicketLimitExceeded,
+)
+from boxoffice.inventory.models import Hold, HoldItem, HoldStatus
+from boxoffice.orders.errors import (
+    BookingNotFound,
+    CancellationClosed,
+    NotCancellable,
+    TicketNotFound,
+)
+from boxoffice.orders.models import Booking, BookingStatus
+from boxoffice.orders.schemas import BookingCreate, HoldCreate
+from boxoffice.payments.errors import PaymentRequired
+from boxoffice.payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from boxoffice.payments.providers import Outcome, Providers, callback_token
+from boxoffice.tickets import service as tickets
+from boxoffice.tickets.models import Ticket, TicketStatus
+from boxoffice.worker.service import enqueue
+
+log = structlog.get_logger("boxoffice.orders")
+
+T = TypeVar("T")
+RETRY_GRACE = timedelta(seconds=60)  # after a failed payment attempt on an overdue hold
+
+
+# Holds
+
+
+async def place_hold(
+    session: AsyncSession, *, user: User, data: HoldCreate, ttl: timedelta, now: datetime
+) -> Hold:
+    """Take the seats, tier by tier in id order, or take none (the transaction rolls back)."""
+    wanted = {item.ticket_type_id: item.quantity for item in data.items}
+    rows = (
+        await session.execute(
+            select(TicketType, Event)
+            .join(Event, Event.id == TicketType.event_id)
+            .where(Event.id == data.event_id, TicketType.id.in_(wanted))
+        )
+    ).all()
+    event = rows[0][1] if rows else await session.get(Event, data.event_id)
+    if event is None or event.status != EventStatus.PUBLISHED:
+        raise EventNotFound()
+    tiers = {tier.id: tier for tier, _ in rows}
+    for tier_id in wanted:
+        if tier_id not in tiers:
+            raise TicketTypeNotFound(f"The event has no ticket type {tier_id}.")
+
+    # When several errors apply, API.md answers the first of: not on sale, over a limit,
+    # sold out.
+    for tier in tiers.values():
+        start, end = sales_window(event, tier)
+        if not event.on_sale or (start is not None and now < start) or now >= end:
+            raise NotOnSale(f"{tier.name} tickets are not on sale now.", ticket_type_id=tier.id)
+    for tier in tiers.values():
+        if wanted[tier.id] > tier.max_per_order:
+            raise TicketLimitExceeded(
+                f"At most {tier.max_per_order} {tier.name} ticket(s) per order.",
+                ticket_type_id=str(tier.id),
+                limit=tier.max_per_order,
+            )
+    quantity = sum(wanted.values())
+    already = await tickets_of_user(session, user_id=user.id, event=event, now=now, lock=True)
+    if already + quantity > event.max_tickets_per_user:
+        raise TicketLimitExceeded(
+            f"At most {event.max_tickets_per_user} ticket(s) per person for this event; "
+            f"you have {already}.",
+            limit=event.max_tickets_per_user,
+            held_or_bought=already,
+        )
+
+    hold = Hold(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        event_id=event.id,
+        status=HoldStatus.ACTIVE,
+        quantity=quantity,
+        total_cents=sum(tiers[t].price_cents * q for t, q in wanted.items()),
+        currency=event.currency,
+        expires_at=now + ttl,
+        created_at=now,
+    )
+    items = []
+    for tier_id in sorted(wanted):
+        taken = await holds.take(session, tier_id, wanted[tier_id])
+        if isinstance(taken, int):
+            raise SoldOut(tier_id, taken)
+        items += [
+            HoldItem(
+                id=uuid.uuid4(),
+                hold_id=hold.id,
+                ticket_type_id=tier_id,
+                stock_id=part.stock_id,
+                quantity=part.quantity,
+                unit_price_cents=tiers[tier_id].price_cents,
+            )
+            for part in taken
+        ]
+    session.add(hold)
+    await session.flush()  # the hold row before its items (no ORM relationship orders them)
+    session.add_all(items)
+    await session.flush()
+    hold.__dict__["items"] = items  # what the caller presents; no reload
+    return hold
+
+
+async def tickets_of_user(
+    session: AsyncSession, *, user_id: uuid.UUID, event: Event, now: datetime, lock: bool = False
+) -> int:
+    """Seats the user holds (live holds, unpaid bookings included) or owns for the event.
+
+    With `lock`, the user's row is locked for the rest of the transaction, so that two holds
+    of one user cannot both pass the limit at once.
+    """
+    held = (
+        select(func.coalesce(func.sum(Hold.quantity), 0))
+        .where(
+            Hold.user_id == user_id,
+            Hold.event_id == event.id,
+            Hold.status == HoldStatus.ACTIVE,
+            Hold.expires_at > now,
+        )
+        .scalar_subquery()
+    )
+    owned = (
+        select(func.count(Ticket.id))
+        .where(
+            Ticket.user_id == user_id,
+            Ticket.event_id == event.id,
+            Ticket.status.in_([TicketStatus.VALID, TicketStatus.USED]),
+        )
+        .scalar_subquery()
+    )
+    query = select(held + owned).select_from(User).where(User.id == user_id)
+    if lock:
+        query = query.with_for_update(of=User)
+    return int(await session.scalar(query) or 0)
+
+
+async def retry_after_expiring(
+    db: Database, attempt: Callable[[], Awaitable[T]], *, now: datetime
+) -> T:
+    """Run `attempt` (which opens its own transaction). If it finds a tier sold out while
+    overdue holds still sit on that tier, release those first and try once more: an
+    expired hold never turns a buyer away."""
+    try:
+        return await attempt()
+    except SoldOut as exc:
+        async with db.transaction() as session:
+            freed = await expire_overdue(session, now=now, ticket_type_ids=[exc.ticket_type_id])
+        if not freed:
+            raise
+    return await attempt()
+
+
+async def get_hold(session: AsyncSession, *, hold_id: uuid.UUID, user: User) -> Hold:
+    hold = await session.scalar(select(Hold).where(Hold.id == hold_id, Hold.user_id == user.id))
+    if hold is None:
+        raise HoldNotFound()
+    return hold
+
+
+async def release_hold(
+    session: AsyncSession, *, hold_id: uuid.UUID, user: User, now: datetime
+) -> None:
+    """Give the seats back early. A hold that belongs to a booking goes with the booking."""
+    hold = await get_hold(session, hold_id=hold_id, user=user)
+    if hold.booking_id is not None:
+        raise HoldNotActive("This hold belongs to a booking; cancel the booking instead.")
+    if hold.status == HoldStatus.RELEASED:
+        return  # DELETE is idempotent
+    if hold.status == HoldStatus.EXPIRED or (
+        hold.status == HoldStatus.ACTIVE and hold.expires_at <= now
+    ):
+        await expire_holds(session, [hold.id], now=now)
+        return  # the seats are back already
+    if not await holds.end(session, [hold.id], HoldStatus.RELEASED, now=now):
+        raise HoldNotActive(f"The hold is {hold.status.value}.")
+
+
+async def expire_holds(
+    session: AsyncSession, hold_ids: Sequence[uuid.UUID], *, now: datetime
+) -> int:
+    """Expire the overdue ones among `hold_ids`; their unpaid bookings expire with them."""
+    expired = await holds.end(session, hold_ids, HoldStatus.EXPIRED, now=now, overdue_only=True)
+    if expired:
+        await session.execute(
+            update(Booking)
+            .where(Booking.hold_id.in_(expired), Booking.status == BookingStatus.PENDING_PAYMENT)
+            .values(status=BookingStatus.EXPIRED, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return len(expired)
+
+
+async def expire_overdue(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    ticket_type_ids: Sequence[uuid.UUID] | None = None,
+    limit: int = 500,
+) -> int:
+    due = await holds.overdue(session, now=now, ticket_type_ids=ticket_type_ids, limit=limit)
+    return await expire_holds(session, due, now=now)
+
+
+# Bookings
+
+
+async def book(
+    session: AsyncSession,
+    *,
+    user: User,
+    data: BookingCreate,
+    providers: Providers,
+    payment_window: timedelta,
+    now: datetime,
+) -> tuple[Booking, Payment]:
+    """A booking from the caller's active hold, with its first payment attempt.
+
+    Free bookings are confirmed in this transaction. Paid ones stay pending_payment and
+    the hold lives on while the attempt is pending (at most `payment_window`); the caller
+    starts the attempt with the provider after the commit (start_payment).
+    """
+    hold = await get_hold(session, hold_id=data.hold_id, user=user)
+    if hold.status == HoldStatus.EXPIRED or (
+        hold.status == HoldStatus.ACTIVE and hold.expires_at <= now
+    ):
+        raise HoldExpired("The hold has expired; hold the seats again.")
+    if hold.status != HoldStatus.ACTIVE or hold.booking_id is not None:
+        raise HoldNotActive(f"The hold is {'booked' if hold.booking_id else hold.status.value}.")
+    if hold.total_cents == 0:
+        method, phone = "free", None
+    elif data.payment is None:
+        raise PaymentRequired("These tickets cost money: say how you will pay ('payment').")
+    else:
+        method, phone = data.payment.method.value, data.payment.phone
+    provider = providers.get(method)
+    provider.check(phone=phone, currency=hold.currency, amount_cents=hold.total_cents)
+
+    booking_id = uuid.uuid4()
+    expires_at = hold.expires_at if provider.instant else max(hold.expires_at, now + payment_window)
+    claimed = await session.scalar(
+        update(Hold)
+        .where(
+            Hold.id == hold.id,
+            Hold.status == HoldStatus.ACTIVE,
+            Hold.booking_id.is_(None),
+            Hold.expires_at > now,
+        )
+        .values(booking_id=booking_id, expires_at=expires_at)
+        .returning(Hold.id)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed is None:  # booked or expired by a concurrent request a moment ago
+        raise HoldNotActive("The hold was booked or expired a moment ago.")
+    booking = Booking(
+        id=booking_id,
+        reference=tickets.booking_reference(),
+        user_id=user.id,
+        event_id=hold.event_id,
+        hold_id=hold.id,
+        status=BookingStatus.PENDING_PAYMENT,
+        total_cents=hold.total_cents,
+        currency=hold.currency,
+        created_at=now,
+        updated_at=now,
+    )
+    payment = Payment(
+        id=uuid.uuid4(),
+        booking_id=booking.id,
+        user_id=user.id,
+        provider=provider.name,
+        amount_cents=hold.total_cents,
+        currency=hold.currency,
+        payer_phone=phone,
+        status=PaymentStatus.PENDING,
+        callback_token=None if provider.instant else callback_token(),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(booking)
+    await session.flush()
+    session.add(payment)
+    await session.flush()
+    if provider.instant:
+        outcome = await provider.start(payment)
+        await record_outcome(session, payment.id, outcome, hold_ttl=payment_window, now=now)
+    return booking, payment
+
+
+async def record_outcome(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    outcome: Outcome,
+    *,
+    hold_ttl: timedelta,
+    now: datetime,
+) -> None:
+    """What a provider said about an attempt: the one entry point for the payment flow."""
+    if outcome.status == PaymentStatus.SUCCESSFUL:
+        await confirm_payment(session, payment_id, transaction_id=outcome.transaction_id, now=now)
+    elif outcome.status == PaymentStatus.FAILED:
+        await fail_payment(
+            session,
+            payment_id,
+            reason=outcome.failure_reason or "failed",
+            hold_ttl=hold_ttl,
+            now=now,
+        )
+    elif outcome.reference is not None:
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.provider_reference.is_(None))
+            .values(provider_reference=outcome.reference, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def confirm_payment(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    *,
+    transaction_id: str | None = None,
+    now: datetime,
+) -> Booking | None:
+    """The money arrived: confirm the booking and issue its tickets. Idempotent.
+
+    If the booking is no longer waiting for it (its hold expired, it was cancelled, or
+    another attempt paid first), the money is dealt with: seats taken again when they are
+    still there, else refunded.
+    """
+    paid = await session.scalar(
+        update(Payment)
+        .where(
+            Payment.id == payment_id,
+            Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.FAILED]),
+        )
+        .values(
+            status=PaymentStatus.SUCCESSFUL,
+            provider_transaction_id=transaction_id,
+            failure_reason=None,
+            updated_at=now,
+        )
+        .returning(Payment)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    if paid is None:
+        return None  # already recorded (a duplicate callback), or unknown
+    booking = await session.get_one(Booking, paid.booking_id)
+    if await holds.end(session, [booking.hold_id], HoldStatus.CONVERTED, now=now):
+        return await _confirm(session, booking, from_status=BookingStatus.PENDING_PAYMENT, now=now)
+
+    # The hold is gone. Read the booking again: its state is what the hold's winner left.
+    await session.refresh(booking)
+    if booking.status == BookingStatus.EXPIRED and await _retake_seats(session, booking):
+        log.info("booking.late_payment_seats_retaken", booking_id=str(booking.id))
+        return await _confirm(session, booking, from_status=BookingStatus.EXPIRED, now=now)
+    if booking.status == BookingStatus.EXPIRED:
+        await session.execute(
+            update(Booking)
+            .where(Booking.id == booking.id, Booking.status == BookingStatus.EXPIRED)
+            .values(status=BookingStatus.FAILED, failure_reason="seats_gone", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await session.refresh(booking)
+        reason = "seats_gone"
+    elif booking.status == BookingStatus.CANCELLED:
+        reason = "cancelled"
+    else:  # confirmed or failed already: this attempt paid twice
+        reason = "duplicate"
+    log.warning("payment.refund_late_money", booking_id=str(booking.id), reason=reason)
+    await start_refund(session, paid, amount_cents=paid.amount_cents, reason=reason, now=now)
+    return booking
+
+
+async def _retake_seats(session: AsyncSession, booking: Booking) -> bool:
+    """Late money for an expired booking: sell it the same seats again if they are there."""
+    items = await _hold_items(session, booking.hold_id)
+    wanted: dict[uuid.UUID, int] = {}
+    for item in items:
+        wanted[item.ticket_type_id] = wanted.get(item.ticket_type_id, 0) + item.quantity
+    savepoint = await session.begin_nested()  # all tiers or none
+    for tier_id in sorted(wanted):
+        if isinstance(await holds.take(session, tier_id, wanted[tier_id], sell=True), int):
+            await savepoint.rollback()
+            return False
+    await savepoint.commit()
+    return True
+
+
+async def _confirm(
+    session: AsyncSession, booking: Booking, *, from_status: BookingStatus, now: datetime
+) -> Booking:
+    confirmed = await session.scalar(
+        update(Booking)
+        .where(Booking.id == booking.id, Booking.status == from_status)
+        .values(status=BookingStatus.CONFIRMED, confirmed_at=now, updated_at=now)
+        .returning(Booking.id)
+        .execution_options(synchronize_session=False)
+    )
+    if confirmed is None:  # the hold and its booking move together; anything else is a bug
+        raise RuntimeError(f"booking {booking.id} was not {from_status.value}")
+    await session.refresh(booking)
+    event = await session.get_one(Event, booking.event_id)
+    holder = await session.get_one(User, booking.user_id)
+    items = await _hold_items(session, booking.hold_id)
+    await tickets.issue(
+        session,
+        booking_id=booking.id,
+        reference=booking.reference,
+        event_id=event.id,
+        event_title=event.title,
+        user_id=booking.user_id,
+        holder_name=holder.name,
+        currency=booking.currency,
+        items=items,
+        now=now,
+    )
+    session.add(
+        Interaction(
+            kind=InteractionKind.PURCHASE,
+            user_id=booking.user_id,
+            event_id=event.id,
+            quantity=sum(item.quantity for item in items),
+            data={"booking_id": str(booking.id)},
+            created_at=now,
+        )
+    )
+    enqueue(session, "orders.booking_confirmed", {"booking_id": str(booking.id)}, now=now)
+    return booking
+
+
+async def fail_payment(
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    *,
+    reason: str,
+    hold_ttl: timedelta,
+    now: datetime,
+) -> bool:
+    """An attempt failed: the booking stays pending_payment and keeps its seats until the
+    hold runs out, so the fan can try again; if it already ran out while the attempt was
+    pending, they get min(60 s, hold TTL) more. Idempotent."""
+    failed = await session.scalar(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
+        .values(status=PaymentStatus.FAILED, failure_reason=reason[:40], updated_at=now)
+        .returning(Payment.booking_id)
+        .execution_options(synchronize_session=False)
+    )
+    if failed is None:
+        return False
+    booking = await session.get_one(Booking, failed)
+    hold = await session.get_one(Hold, booking.hold_id)
+    own_expiry = hold.created_at + hold_ttl
+    expires_at = max(own_expiry, now + min(RETRY_GRACE, hold_ttl))
+    await session.execute(
+        update(Hold)
+        .where(Hold.id == hold.id, Hold.status == HoldStatus.ACTIVE)
+        .values(expires_at=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    return True
+
+
+async def get_booking(session: AsyncSession, *, booking_id: uuid.UUID, viewer: User) -> Booking:
+    """The owner, the event's organizer and admins may read a booking; others get 404."""
+    query = select(Booking).where(Booking.id == booking_id)
+    if viewer.role != Role.ADMIN:
+        organizes = select(Event.id).where(
+            Event.id == Booking.event_id, Event.organizer_id == viewer.id
+        )
+        query = query.where(or_(Booking.user_id == viewer.id, organizes.exists()))
+    booking = await session.scalar(query)
+    if booking is None:
+        raise BookingNotFound()
+    return booking
+
+
+async def list_bookings(
+    session: AsyncSession, *, user: User, offset: int, limit: int
+) -> tuple[list[Booking], int]:
+    mine = select(Booking).where(Booking.user_id == user.id)
+    total = await session.scalar(select(func.count()).select_from(mine.subquery()))
+    page = await session.scalars(
+        mine.order_by(Booking.created_at.desc(), Booking.id).offset(offset).limit(limit)
+    )
+    return list(page), total or 0
+
+
+async def cancel_booking(
+    session: AsyncSession, *, booking_id: uuid.UUID, user: User, now: datetime
+) -> Booking:
+    """The owner cancels before the event's deadline: seats return, money is refunded."""
+    booking = await session.scalar(
+        select(Booking).where(Booking.id == booking_id, Booking.user_id == user.id)
+    )
+    if booking is None:
+        raise BookingNotFound()
+    await _check_deadline(session, booking.event_id, now)
+    if booking.status == BookingStatus.PENDING_PAYMENT:
+        await holds.end(session, [booking.hold_id], HoldStatus.RELEASED, now=now)
+    elif booking.status == BookingStatus.CONFIRMED:
+        owned = await tickets.of_bookings(session, [booking.id])
+        if any(ticket.status == TicketStatus.USED for ticket in owned):
+            raise NotCancellable("A ticket of this booking has been used at the door.")
+        await _cancel_tickets(session, [t.id for t in owned], now=now)
+    elif booking.status == BookingStatus.CANCELLED:
+        return booking  # cancelling twice is harmless
+    else:
+        raise NotCancellable(f"The booking is {booking.status.value}.")
+    cancelled = await session.scalar(
+        update(Booking)
+        .where(Booking.id == booking.id, Booking.status == booking.status)
+        .values(status=BookingStatus.CANCELLED, cancelled_at=now, updated_at=now)
+        .returning(Booking.id)
+        .execution_options(synchronize_session=False)
+    )
+    if cancelled is None:  # confirmed or expired a moment ago: the caller may look again
+        raise NotCancellable("The booking changed a moment ago; read it again.")
+    await session.refresh(booking)
+    return booking
+
+
+async def cancel_ticket(
+    session: AsyncSession, *, ticket_id: uuid.UUID, user: User, now: datetime
+) -> None:
+    ticket = await session.scalar(
+        select(Ticket).where(Ticket.id == ticket_id, Ticket.user_id == user.id)
+    )
+    if ticket is None:
+        raise TicketNotFound()
+    await _check_deadline(session, ticket.event_id, now)
+    if ticket.status == TicketStatus.CANCELLED:
+        return
+    if ticket.status == TicketStatus.USED:
+        raise NotCancellable("This ticket has been used at the door.")
+    await _cancel_tickets(session, [ticket.id], now=now)
+    left = await session.scalar(
+        select(func.count(Ticket.id)).where(
+            Ticket.booking_id == ticket.booking_id, Ticket.status != TicketStatus.CANCELLED
+        )
+    )
+    if not left:
+        await session.execute(
+            update(Booking)
+            .where(Booking.id == ticket.booking_id, Booking.status == BookingStatus.CONFIRMED)
+            .values(status=BookingStatus.CANCELLED, cancelled_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _cancel_tickets(
+    session: AsyncSession, ticket_ids: list[uuid.UUID], *, now: datetime
+) -> None:
+    """Cancel valid tickets, return their seats, and refund what was paid for them."""
+    cancelled = await tickets.cancel(session, ticket_ids, now=now)
+    per_tier: dict[uuid.UUID, int] = {}
+    for ticket in cancelled:
+        per_tier[ticket.ticket_type_id] = per_tier.get(ticket.ticket_type_id, 0) + 1
+    for tier_id in sorted(per_tier):
+        await holds.unsell(session, tier_id, per_tier[tier_id])
+    amount = sum(ticket.price_cents for ticket in cancelled)
+    if amount:
+        paid = await session.scalar(
+            select(Payment)
+            .where(
+                Payment.booking_id == cancelled[0].booking_id,
+                Payment.status.in_([PaymentStatus.SUCCESSFUL, PaymentStatus.PARTIALLY_REFUNDED]),
+            )
+            .order_by(Payment.created_at)
+            .limit(1)
+        )
+        if paid is not None:
+            await start_refund(session, paid, amount_cents=amount, reason="cancelled", now=now)
+
+
+async def _check_deadline(session: AsyncSession, event_id: uuid.UUID, now: datetime) -> None:
+    event = await session.get_one(Event, event_id)
+    deadline = event.starts_at - timedelta(hours=event.cancellation_deadline_hours)
+    if now >= deadline:
+        raise CancellationClosed(
+            f"Cancellations closed {event.cancellation_deadline_hours} h before the event.",
+            deadline=deadline.isoformat(),
+        )
+
+
+async def start_refund(
+    session: AsyncSession, payment: Payment, *, amount_cents: int, reason: str, now: datetime
+) -> Refund:
+    """Write the refund and the job that carries it out with the provider."""
+    refund = Refund(
+        id=uuid.uuid4(),
+        payment_id=payment.id,
+        amount_cents=amount_cents,
+        reason=reason,
+        status=RefundStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(refund)
+    await session.flush()
+    enqueue(session, "payments.refund", {"refund_id": str(refund.id)}, now=now)
+    return refund
+
+
+async def _hold_items(session: AsyncSession, hold_id: uuid.UUID) -> list[HoldItem]:
+    return list(
+        await session.scalars(
+            select(HoldItem)
+            .where(HoldItem.hold_id == hold_id)
+            .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
+        )
+    )

@@ -1,0 +1,206 @@
+"""Holds, bookings and tickets as the API shows them, loaded in a few batched queries."""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boxoffice.catalog.models import Event, TicketType
+from boxoffice.inventory.models import Hold, HoldItem
+from boxoffice.orders.models import Booking, BookingStatus
+from boxoffice.orders.schemas import (
+    BookingItemRead,
+    BookingRead,
+    EventSummary,
+    HoldItemRead,
+    HoldRead,
+    PaymentSummary,
+    TicketRead,
+    TicketTypeRef,
+    VenueSummary,
+)
+from boxoffice.payments.models import Payment
+from boxoffice.tickets import service as tickets
+from boxoffice.tickets.codes import TicketSigner
+from boxoffice.tickets.models import Ticket
+from boxoffice.validation import Money
+
+
+async def _tier_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(TicketType.id, TicketType.name).where(TicketType.id.in_(ids))
+    )
+    return dict(rows.all())
+
+
+def _grouped(items: Sequence[HoldItem], names: dict[uuid.UUID, str], currency: str) -> list:
+    """Hold items per tier (a tier's seats may come from several shards)."""
+    quantity: dict[uuid.UUID, int] = defaultdict(int)
+    price: dict[uuid.UUID, int] = {}
+    for item in items:
+        quantity[item.ticket_type_id] += item.quantity
+        price[item.ticket_type_id] = item.unit_price_cents
+    return [
+        {
+            "ticket_type_id": tier_id,
+            "name": names.get(tier_id, ""),
+            "quantity": quantity[tier_id],
+            "unit_price": Money(amount=price[tier_id], currency=currency),
+        }
+        for tier_id in quantity
+    ]
+
+
+async def hold_read(
+    session: AsyncSession, hold: Hold, *, names: dict[uuid.UUID, str] | None = None
+) -> HoldRead:
+    items = hold.__dict__.get("items")
+    if items is None:
+        items = list(
+            await session.scalars(
+                select(HoldItem)
+                .where(HoldItem.hold_id == hold.id)
+                .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
+            )
+        )
+    if names is None:
+        names = await _tier_names(session, {item.ticket_type_id for item in items})
+    return HoldRead(
+        id=hold.id,
+        event_id=hold.event_id,
+        items=[HoldItemRead(**item) for item in _grouped(items, names, hold.currency)],
+        total=Money(amount=hold.total_cents, currency=hold.currency),
+        expires_at=hold.expires_at,
+        status=hold.status,
+        booking_id=hold.booking_id,
+    )
+
+
+def ticket_read(
+    ticket: Ticket, tier_name: str, *, signer: TicketSigner, with_code: bool
+) -> TicketRead:
+    return TicketRead(
+        id=ticket.id,
+        booking_id=ticket.booking_id,
+        event_id=ticket.event_id,
+        ticket_type=TicketTypeRef(id=ticket.ticket_type_id, name=tier_name),
+        holder_name=ticket.holder_name,
+        number=ticket.number,
+        price=Money(amount=ticket.price_cents, currency=ticket.currency),
+        status=ticket.status,
+        code=signer.sign(ticket.id) if with_code else None,
+        checked_in_at=ticket.checked_in_at,
+    )
+
+
+async def ticket_reads(
+    session: AsyncSession, owned: Sequence[Ticket], *, viewer_id: uuid.UUID, signer: TicketSigner
+) -> list[TicketRead]:
+    names = await _tier_names(session, {ticket.ticket_type_id for ticket in owned})
+    return [
+        ticket_read(
+            ticket,
+            names.get(ticket.ticket_type_id, ""),
+            signer=signer,
+            with_code=ticket.user_id == viewer_id,
+        )
+        for ticket in owned
+    ]
+
+
+async def booking_reads(
+    session: AsyncSession,
+    bookings: Sequence[Booking],
+    *,
+    viewer_id: uuid.UUID,
+    signer: TicketSigner,
+    instructions: dict[uuid.UUID, str] | None = None,
+) -> list[BookingRead]:
+    if not bookings:
+        return []
+    booking_ids = [booking.id for booking in bookings]
+    hold_ids = [booking.hold_id for booking in bookings]
+    events = {
+        event.id: event
+        for event in await session.scalars(
+            select(Event).where(Event.id.in_({booking.event_id for booking in bookings}))
+        )
+    }
+    items: dict[uuid.UUID, list[HoldItem]] = defaultdict(list)
+    for item in await session.scalars(
+        select(HoldItem)
+        .where(HoldItem.hold_id.in_(hold_ids))
+        .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
+    ):
+        items[item.hold_id].append(item)
+    expiries = dict(
+        (await session.execute(select(Hold.id, Hold.expires_at).where(Hold.id.in_(hold_ids)))).all()
+    )
+    latest: dict[uuid.UUID, Payment] = {}
+    for payment in await session.scalars(
+        select(Payment).where(Payment.booking_id.in_(booking_ids)).order_by(Payment.created_at)
+    ):
+        latest[payment.booking_id] = payment
+    issued: dict[uuid.UUID, list[Ticket]] = defaultdict(list)
+    for ticket in await tickets.of_bookings(session, booking_ids):
+        issued[ticket.booking_id].append(ticket)
+    names = await _tier_names(
+        session, {item.ticket_type_id for group in items.values() for item in group}
+    )
+    instructions = instructions or {}
+
+    reads = []
+    for booking in bookings:
+        event = events[booking.event_id]
+        payment = latest.get(booking.id)
+        reads.append(
+            BookingRead(
+                id=booking.id,
+                reference=booking.reference,
+                event=EventSummary(
+                    id=event.id,
+                    title=event.title,
+                    starts_at=event.starts_at,
+                    venue=VenueSummary(
+                        name=event.venue_name, city=event.city, country=event.country
+                    ),
+                ),
+                items=[
+                    BookingItemRead(**item)
+                    for item in _grouped(items[booking.hold_id], names, booking.currency)
+                ],
+                total=Money(amount=booking.total_cents, currency=booking.currency),
+                status=booking.status,
+                failure_reason=booking.failure_reason,
+                created_at=booking.created_at,
+                confirmed_at=booking.confirmed_at,
+                cancelled_at=booking.cancelled_at,
+                expires_at=expiries.get(booking.hold_id)
+                if booking.status == BookingStatus.PENDING_PAYMENT
+                else None,
+                payment=PaymentSummary(
+                    id=payment.id,
+                    status=payment.status.value,
+                    provider=payment.provider,
+                    amount=Money(amount=payment.amount_cents, currency=payment.currency),
+                    failure_reason=payment.failure_reason,
+                    instructions=instructions.get(payment.id),
+                )
+                if payment
+                else None,
+                tickets=[
+                    ticket_read(
+                        ticket,
+                        names.get(ticket.ticket_type_id, ""),
+                        signer=signer,
+                        with_code=ticket.user_id == viewer_id,
+                    )
+                    for ticket in issued[booking.id]
+                ],
+            )
+        )
+    return reads

@@ -1,0 +1,1 @@
+"""Payments for bookings, behind one provider protocol (ARCHITECTURE §6)."""

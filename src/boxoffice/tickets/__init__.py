@@ -1,0 +1,1 @@
+"""Issued tickets and their signed codes."""

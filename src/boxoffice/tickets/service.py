@@ -1,0 +1,115 @@
+"""Issuing tickets for a confirmed booking, and cancelling them."""
+
+import re
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boxoffice.inventory.models import HoldItem
+from boxoffice.tickets.models import Ticket, TicketStatus
+
+# Crockford's base32: no I, L, O or U, so a number read out over the phone is unambiguous.
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def booking_reference() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(8))
+
+
+def _prefix(title: str) -> str:
+    letters = re.sub(r"[^A-Z]", "", title.upper())
+    return (letters + "XXX")[:3]
+
+
+async def issue(
+    session: AsyncSession,
+    *,
+    booking_id: uuid.UUID,
+    reference: str,
+    event_id: uuid.UUID,
+    event_title: str,
+    user_id: uuid.UUID,
+    holder_name: str,
+    currency: str,
+    items: list[HoldItem],
+    now: datetime,
+) -> None:
+    """One ticket per seat, numbered "AFR-7K2Q-9XZA-01" (event, booking reference, seat)."""
+    seat = 0
+    for item in sorted(items, key=lambda item: (item.ticket_type_id, item.stock_id)):
+        for _ in range(item.quantity):
+            seat += 1
+            session.add(
+                Ticket(
+                    id=uuid.uuid4(),
+                    booking_id=booking_id,
+                    event_id=event_id,
+                    ticket_type_id=item.ticket_type_id,
+                    user_id=user_id,
+                    number=f"{_prefix(event_title)}-{reference[:4]}-{reference[4:]}-{seat:02d}",
+                    holder_name=holder_name,
+                    price_cents=item.unit_price_cents,
+                    currency=currency,
+                    status=TicketStatus.VALID,
+                    created_at=now,
+                )
+            )
+
+
+async def cancel(
+    session: AsyncSession, ticket_ids: list[uuid.UUID], *, now: datetime
+) -> list[Ticket]:
+    """Cancel the still-valid tickets among `ticket_ids`; returns those it cancelled."""
+    if not ticket_ids:
+        return []
+    cancelled = await session.scalars(
+        update(Ticket)
+        .where(Ticket.id.in_(ticket_ids), Ticket.status == TicketStatus.VALID)
+        .values(status=TicketStatus.CANCELLED, cancelled_at=now)
+        .returning(Ticket)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return list(cancelled)
+
+
+async def of_bookings(session: AsyncSession, booking_ids: list[uuid.UUID]) -> list[Ticket]:
+    if not booking_ids:
+        return []
+    return list(
+        await session.scalars(
+            select(Ticket).where(Ticket.booking_id.in_(booking_ids)).order_by(Ticket.number)
+        )
+    )
+
+
+async def list_owned(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    event_id: uuid.UUID | None,
+    status: TicketStatus | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Ticket], int]:
+    query = select(Ticket).where(Ticket.user_id == user_id)
+    if event_id is not None:
+        query = query.where(Ticket.event_id == event_id)
+    if status is not None:
+        query = query.where(Ticket.status == status)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = await session.scalars(
+        query.order_by(Ticket.created_at.desc(), Ticket.number).offset(offset).limit(limit)
+    )
+    return list(page), total or 0
+
+
+async def get_visible(
+    session: AsyncSession, *, ticket_id: uuid.UUID, viewer_id: uuid.UUID, is_admin: bool
+) -> Ticket | None:
+    query = select(Ticket).where(Ticket.id == ticket_id)
+    if not is_admin:
+        query = query.where(Ticket.user_id == viewer_id)
+    return await session.scalar(query)

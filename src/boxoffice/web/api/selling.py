@@ -1,0 +1,263 @@
+"""Buying: holds, bookings and tickets (API.md "Buying")."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import structlog
+from fastapi import Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boxoffice.accounts.models import Role, User
+from boxoffice.analytics.models import InteractionKind
+from boxoffice.db import Database
+from boxoffice.orders import idempotency, views
+from boxoffice.orders import service as orders
+from boxoffice.orders.errors import TicketNotFound
+from boxoffice.orders.schemas import BookingCreate, BookingRead, HoldCreate, HoldRead, TicketRead
+from boxoffice.payments.models import Payment, PaymentStatus
+from boxoffice.payments.providers import Providers
+from boxoffice.tickets import service as tickets
+from boxoffice.tickets.models import TicketStatus
+from boxoffice.validation import Page
+from boxoffice.web.api import api_router
+from boxoffice.web.deps import (
+    Clock,
+    CurrentUser,
+    DbDep,
+    IdempotencyKeyHeader,
+    LimiterDep,
+    PageDep,
+    ProvidersDep,
+    ReadSessionDep,
+    RecorderDep,
+    SessionDep,
+    SettingsDep,
+    SignerDep,
+)
+from boxoffice.web.errors import problems
+
+log = structlog.get_logger("boxoffice.web.selling")
+router = api_router("buying")
+READ = problems(401, 404)
+WRITE = problems(401, 404, 409)
+
+
+async def _once(
+    db: Database,
+    *,
+    user: User,
+    key: str | None,
+    scope: str,
+    body: BaseModel,
+    now: datetime,
+    work: Callable[[AsyncSession], Awaitable[BaseModel]],
+) -> JSONResponse:
+    """Run `work` in one transaction, honouring an Idempotency-Key (API.md conventions)."""
+    async with db.transaction() as session:
+        if key is not None:
+            replay = await idempotency.claim(
+                session,
+                user_id=user.id,
+                key=key,
+                scope=scope,
+                request_fingerprint=idempotency.fingerprint(body.model_dump(mode="json")),
+                now=now,
+            )
+            if replay is not None:
+                return JSONResponse(replay.body, status_code=replay.status_code)
+        content = (await work(session)).model_dump(mode="json")
+        if key is not None:
+            await idempotency.remember(
+                session, user_id=user.id, key=key, scope=scope, status_code=201, body=content
+            )
+    return JSONResponse(content, status_code=201)
+
+
+@router.post(
+    "/holds", status_code=201, response_model=HoldRead, responses=problems(401, 404, 409, 429)
+)
+async def create_hold(
+    body: HoldCreate,
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    recorder: RecorderDep,
+    now: Clock,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    await limiter.check("holds", settings.rate_limit_holds, f"user:{user.id}")
+
+    async def place(session: AsyncSession) -> HoldRead:
+        hold = await orders.place_hold(
+            session, user=user, data=body, ttl=timedelta(seconds=settings.hold_ttl), now=now
+        )
+        return await views.hold_read(session, hold)
+
+    response = await orders.retry_after_expiring(
+        db,
+        lambda: _once(
+            db, user=user, key=idempotency_key, scope="POST /holds", body=body, now=now, work=place
+        ),
+        now=now,
+    )
+    recorder.record(
+        InteractionKind.HOLD,
+        user_id=user.id,
+        event_id=body.event_id,
+        quantity=sum(item.quantity for item in body.items),
+    )
+    return response
+
+
+@router.get("/holds/{hold_id}", responses=READ)
+async def read_hold(hold_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep) -> HoldRead:
+    hold = await orders.get_hold(session, hold_id=hold_id, user=user)
+    return await views.hold_read(session, hold)
+
+
+@router.delete("/holds/{hold_id}", status_code=204, responses=WRITE)
+async def release_hold(
+    hold_id: uuid.UUID, user: CurrentUser, session: SessionDep, now: Clock
+) -> Response:
+    await orders.release_hold(session, hold_id=hold_id, user=user, now=now)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/bookings", status_code=201, response_model=BookingRead, responses=problems(401, 404, 409)
+)
+async def create_booking(
+    body: BookingCreate,
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    signer: SignerDep,
+    now: Clock,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    started: list[Payment] = []
+
+    async def book(session: AsyncSession) -> BookingRead:
+        booking, payment = await orders.book(
+            session,
+            user=user,
+            data=body,
+            providers=providers,
+            payment_window=timedelta(seconds=settings.payment_window),
+            now=now,
+        )
+        if payment.status == PaymentStatus.PENDING:
+            started.append(payment)
+        (read,) = await views.booking_reads(session, [booking], viewer_id=user.id, signer=signer)
+        return read
+
+    response = await _once(
+        db, user=user, key=idempotency_key, scope="POST /bookings", body=body, now=now, work=book
+    )
+    if not started:
+        return response
+    # A remote provider is asked only once the booking and its payment are committed, so
+    # that a crash in between leaves a pending payment for reconciliation to find.
+    payment = started[0]
+    hold_ttl = timedelta(seconds=settings.hold_ttl)
+    instructions = await _start_payment(db, providers, payment, hold_ttl=hold_ttl, now=now)
+    async with db.read_transaction() as session:
+        booking = await orders.get_booking(session, booking_id=payment.booking_id, viewer=user)
+        (read,) = await views.booking_reads(
+            session,
+            [booking],
+            viewer_id=user.id,
+            signer=signer,
+            instructions={payment.id: instructions} if instructions else None,
+        )
+    return JSONResponse(read.model_dump(mode="json"), status_code=201)
+
+
+async def _start_payment(
+    db: Database, providers: Providers, payment: Payment, *, hold_ttl: timedelta, now: datetime
+) -> str | None:
+    try:
+        outcome = await providers.get(payment.provider).start(payment)
+    except Exception:  # the provider is down or slow: the attempt stays pending
+        log.exception("payment.start_failed", payment_id=str(payment.id))
+        return None
+    async with db.transaction() as session:
+        await orders.record_outcome(session, payment.id, outcome, hold_ttl=hold_ttl, now=now)
+    return outcome.instructions
+
+
+@router.get("/bookings", responses=problems(401))
+async def list_bookings(
+    user: CurrentUser, session: ReadSessionDep, page: PageDep, signer: SignerDep
+) -> Page[BookingRead]:
+    bookings, total = await orders.list_bookings(
+        session, user=user, offset=page.offset, limit=page.limit
+    )
+    items = await views.booking_reads(session, bookings, viewer_id=user.id, signer=signer)
+    return Page(items=items, page=page.page, limit=page.limit, total=total)
+
+
+@router.get("/bookings/{booking_id}", responses=READ)
+async def read_booking(
+    booking_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep, signer: SignerDep
+) -> BookingRead:
+    booking = await orders.get_booking(session, booking_id=booking_id, viewer=user)
+    (read,) = await views.booking_reads(session, [booking], viewer_id=user.id, signer=signer)
+    return read
+
+
+@router.post("/bookings/{booking_id}/cancel", responses=WRITE)
+async def cancel_booking(
+    booking_id: uuid.UUID, user: CurrentUser, session: SessionDep, signer: SignerDep, now: Clock
+) -> BookingRead:
+    booking = await orders.cancel_booking(session, booking_id=booking_id, user=user, now=now)
+    (read,) = await views.booking_reads(session, [booking], viewer_id=user.id, signer=signer)
+    return read
+
+
+@router.get("/tickets", responses=problems(401))
+async def list_tickets(
+    user: CurrentUser,
+    session: ReadSessionDep,
+    page: PageDep,
+    signer: SignerDep,
+    event_id: Annotated[uuid.UUID | None, Query()] = None,
+    status: Annotated[TicketStatus | None, Query()] = None,
+) -> Page[TicketRead]:
+    owned, total = await tickets.list_owned(
+        session,
+        user_id=user.id,
+        event_id=event_id,
+        status=status,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    items = await views.ticket_reads(session, owned, viewer_id=user.id, signer=signer)
+    return Page(items=items, page=page.page, limit=page.limit, total=total)
+
+
+@router.get("/tickets/{ticket_id}", responses=READ)
+async def read_ticket(
+    ticket_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep, signer: SignerDep
+) -> TicketRead:
+    ticket = await tickets.get_visible(
+        session, ticket_id=ticket_id, viewer_id=user.id, is_admin=user.role == Role.ADMIN
+    )
+    if ticket is None:
+        raise TicketNotFound()
+    (read,) = await views.ticket_reads(session, [ticket], viewer_id=user.id, signer=signer)
+    return read
+
+
+@router.delete("/tickets/{ticket_id}", status_code=204, responses=WRITE)
+async def cancel_ticket(
+    ticket_id: uuid.UUID, user: CurrentUser, session: SessionDep, now: Clock
+) -> Response:
+    await orders.cancel_ticket(session, ticket_id=ticket_id, user=user, now=now)
+    return Response(status_code=204)
