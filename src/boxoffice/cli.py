@@ -142,6 +142,32 @@ def _load_demo(settings: Settings) -> None:
     console.print(f"Demo data loaded ({created} new records).")
 
 
+@app.command()
+def audit() -> None:
+    """Check the selling invariants on the database and report any drift (exit 1 if so)."""
+    from boxoffice.db import Database
+    from boxoffice.inventory import audit as stock_audit
+
+    settings = _settings()
+
+    async def run() -> list[stock_audit.Drift]:
+        db = Database.from_url(settings.database_url)
+        try:
+            with console.status("Checking every stock shard and tier…"):
+                async with db.read_transaction() as session:
+                    return await stock_audit.check(session)
+        finally:
+            await db.dispose()
+
+    drifts = asyncio.run(run())
+    for drift in drifts:
+        console.print(f"[red]drift[/red] {drift}")
+    if drifts:
+        console.print(f"[red]{len(drifts)} drift(s) found.[/red]")
+        raise typer.Exit(1)
+    console.print("Stock, holds and tickets agree: no drift.")
+
+
 @app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="Admin's e-mail address")],

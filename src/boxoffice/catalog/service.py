@@ -160,7 +160,6 @@ async def delete_event(
     """Only an event that never sold a seat can go; any other is cancelled instead."""
     event = await get_managed_event(session, event_id=event_id, manager=manager, for_update=True)
     tiers = await _tiers(session, event.id)
-    # Until bookings exist (the selling issue), the stock counters are the record of sales.
     await inventory.lock_stock(session, [tier.id for tier in tiers])
     if await inventory.has_sold_or_held(session, [tier.id for tier in tiers]):
         raise EventHasSales("Seats of this event were sold or are held; cancel it instead.")
@@ -170,6 +169,24 @@ async def delete_event(
     await session.delete(event)
     await _audit(session, manager, "event.deleted", "event", event_id, snapshot, None, now)
     touch(session, CATALOG)
+
+
+async def mark_cancelled(
+    session: AsyncSession, *, event_id: uuid.UUID, manager: User, now: datetime
+) -> tuple[Event, bool]:
+    """Set the event cancelled (hidden from the public at once); False if it already was.
+    Its bookings are the selling side's to settle (orders.service.cancel_event)."""
+    event = await get_managed_event(session, event_id=event_id, manager=manager, for_update=True)
+    if event.status == EventStatus.CANCELLED:
+        return event, False
+    before = _snapshot(event)
+    event.status = EventStatus.CANCELLED
+    event.updated_at = now
+    await _audit(
+        session, manager, "event.cancelled", "event", event.id, before, _snapshot(event), now
+    )
+    touch(session, CATALOG)
+    return event, True
 
 
 async def add_ticket_type(

@@ -17,6 +17,7 @@ class SoldOut(Conflict):
             available=available,
         )
         self.ticket_type_id = ticket_type_id
+        self.available = available
 
 
 class NotOnSale(Conflict):

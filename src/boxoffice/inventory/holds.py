@@ -99,19 +99,23 @@ async def end(
     *,
     now: datetime,
     overdue_only: bool = False,
+    unbooked: bool = False,
 ) -> list[uuid.UUID]:
     """Move active holds to `status` and their seats with them: back to the shards
     (expired, released) or from held to sold (converted). Returns the holds it moved.
 
-    A hold that is no longer active (or, with `overdue_only`, not yet due) is left alone:
-    whoever moved it first won. The hold rows are updated first, then the shards in tier
-    and shard order, so this never deadlocks with a hold being placed.
+    A hold that is no longer active (or, with `overdue_only`, not yet due; with `unbooked`,
+    claimed by a booking) is left alone: whoever moved it first won. The hold rows are
+    updated first, then the shards in tier and shard order, so this never deadlocks with a
+    hold being placed.
     """
     if not hold_ids:
         return []
     conditions = [Hold.id.in_(list(hold_ids)), Hold.status == HoldStatus.ACTIVE]
     if overdue_only:
         conditions.append(Hold.expires_at <= now)
+    if unbooked:
+        conditions.append(Hold.booking_id.is_(None))
     ended = list(
         await session.scalars(
             update(Hold)

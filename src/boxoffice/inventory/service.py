@@ -4,12 +4,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Subquery, delete, func, select
+from sqlalchemy import ColumnElement, Subquery, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.db import lock_rows
 from boxoffice.inventory.errors import CapacityBelowSold
 from boxoffice.inventory.models import TicketStock
+from boxoffice.tickets.models import Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ async def lock_stock(
 
 
 async def has_sold_or_held(session: AsyncSession, ticket_type_ids: Iterable[uuid.UUID]) -> bool:
+    """Seats held now, or ever sold: a ticket issued, even one cancelled since, is a sale."""
     ids = list(ticket_type_ids)
     if not ids:
         return False
@@ -170,7 +172,9 @@ async def has_sold_or_held(session: AsyncSession, ticket_type_ids: Iterable[uuid
             TicketStock.ticket_type_id.in_(ids)
         )
     )
-    return bool(taken)
+    return bool(taken) or bool(
+        await session.scalar(select(exists().where(Ticket.ticket_type_id.in_(ids))))
+    )
 
 
 async def remove_stock(session: AsyncSession, *, ticket_type_id: uuid.UUID) -> None:

@@ -134,6 +134,8 @@ class BookingRead(BaseModel):
     tickets: list[TicketRead]
 
 
-class TicketFilters(BaseModel):
-    event_id: uuid.UUID | None = None
-    status: TicketStatus | None = None
+class CheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=500)]  # the scanned QR payload
+    event_id: uuid.UUID

@@ -17,11 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.accounts.models import Role, User
 from boxoffice.analytics.models import Interaction, InteractionKind
+from boxoffice.catalog import service as catalog
 from boxoffice.catalog.errors import EventNotFound, TicketTypeNotFound
 from boxoffice.catalog.models import Event, EventStatus, TicketType
 from boxoffice.catalog.queries import sales_window
 from boxoffice.db import Database
 from boxoffice.inventory import holds
+from boxoffice.inventory import service as inventory
 from boxoffice.inventory.errors import (
     HoldExpired,
     HoldNotActive,
@@ -37,6 +39,7 @@ from boxoffice.orders.errors import (
     NotCancellable,
     TicketNotFound,
 )
+from boxoffice.orders.metrics import BOOKINGS, HOLDS_ENDED, PAYMENTS, REFUNDS
 from boxoffice.orders.models import Booking, BookingStatus
 from boxoffice.orders.schemas import BookingCreate, HoldCreate
 from boxoffice.payments.errors import PaymentRequired
@@ -126,10 +129,11 @@ async def place_hold(
             for part in taken
         ]
     session.add(hold)
-    await session.flush()  # the hold row before its items (no ORM relationship orders them)
     session.add_all(items)
     await session.flush()
-    hold.__dict__["items"] = items  # what the caller presents; no reload
+    # What the caller presents, without reloading: the items, and the tiers' names.
+    hold.__dict__["items"] = items
+    hold.__dict__["tier_names"] = {tier.id: tier.name for tier in tiers.values()}
     return hold
 
 
@@ -160,24 +164,35 @@ async def tickets_of_user(
         )
         .scalar_subquery()
     )
-    query = select(held + owned).select_from(User).where(User.id == user_id)
     if lock:
-        query = query.with_for_update(of=User)
-    return int(await session.scalar(query) or 0)
+        # A statement of its own: on PostgreSQL a statement that waits for a row lock still
+        # counts from the snapshot it took before waiting, and would miss the holds that
+        # the lock's previous owner just committed.
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    return int(await session.scalar(select(held + owned)) or 0)
 
 
 async def retry_after_expiring(
     db: Database, attempt: Callable[[], Awaitable[T]], *, now: datetime
 ) -> T:
     """Run `attempt` (which opens its own transaction). If it finds a tier sold out while
-    overdue holds still sit on that tier, release those first and try once more: an
-    expired hold never turns a buyer away."""
+    overdue holds still sit on that tier, release those and try once more; likewise if
+    someone else released seats of the tier in the meantime. An expired hold never turns a
+    buyer away."""
     try:
         return await attempt()
     except SoldOut as exc:
-        async with db.transaction() as session:
-            freed = await expire_overdue(session, now=now, ticket_type_ids=[exc.ticket_type_id])
-        if not freed:
+        # Looked for in a read transaction first: after a sale every late buyer gets here,
+        # and on SQLite a write transaction would queue them all behind the writers.
+        async with db.read_transaction() as session:
+            due = await holds.overdue(session, now=now, ticket_type_ids=[exc.ticket_type_id])
+            if not due:
+                stock = await inventory.stock_by_tier(session, [exc.ticket_type_id])
+                left = stock[exc.ticket_type_id].available if stock else 0
+        if due:  # expired here, or by a racing buyer a moment before: either way, retry
+            async with db.transaction() as session:
+                await expire_holds(session, due, now=now)
+        elif left <= exc.available:
             raise
     return await attempt()
 
@@ -203,8 +218,9 @@ async def release_hold(
     ):
         await expire_holds(session, [hold.id], now=now)
         return  # the seats are back already
-    if not await holds.end(session, [hold.id], HoldStatus.RELEASED, now=now):
-        raise HoldNotActive(f"The hold is {hold.status.value}.")
+    if not await holds.end(session, [hold.id], HoldStatus.RELEASED, now=now, unbooked=True):
+        raise HoldNotActive("The hold was booked, released or expired a moment ago.")
+    HOLDS_ENDED.labels("released").inc()
 
 
 async def expire_holds(
@@ -219,6 +235,7 @@ async def expire_holds(
             .values(status=BookingStatus.EXPIRED, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        HOLDS_ENDED.labels("expired").inc(len(expired))
     return len(expired)
 
 
@@ -312,9 +329,12 @@ async def book(
     await session.flush()
     session.add(payment)
     await session.flush()
+    BOOKINGS.labels("pending_payment").inc()
+    PAYMENTS.labels(provider.name, "started").inc()
     if provider.instant:
         outcome = await provider.start(payment)
-        await record_outcome(session, payment.id, outcome, hold_ttl=payment_window, now=now)
+        ttl = hold.expires_at - hold.created_at  # the hold's own, before any extension
+        await record_outcome(session, payment.id, outcome, hold_ttl=ttl, now=now)
     return booking, payment
 
 
@@ -376,6 +396,7 @@ async def confirm_payment(
     )
     if paid is None:
         return None  # already recorded (a duplicate callback), or unknown
+    PAYMENTS.labels(paid.provider, "successful").inc()
     booking = await session.get_one(Booking, paid.booking_id)
     if await holds.end(session, [booking.hold_id], HoldStatus.CONVERTED, now=now):
         return await _confirm(session, booking, from_status=BookingStatus.PENDING_PAYMENT, now=now)
@@ -393,6 +414,7 @@ async def confirm_payment(
             .execution_options(synchronize_session=False)
         )
         await session.refresh(booking)
+        BOOKINGS.labels("failed").inc()
         reason = "seats_gone"
     elif booking.status == BookingStatus.CANCELLED:
         reason = "cancelled"
@@ -430,6 +452,7 @@ async def _confirm(
     )
     if confirmed is None:  # the hold and its booking move together; anything else is a bug
         raise RuntimeError(f"booking {booking.id} was not {from_status.value}")
+    BOOKINGS.labels("confirmed").inc()
     await session.refresh(booking)
     event = await session.get_one(Event, booking.event_id)
     holder = await session.get_one(User, booking.user_id)
@@ -471,16 +494,20 @@ async def fail_payment(
     """An attempt failed: the booking stays pending_payment and keeps its seats until the
     hold runs out, so the fan can try again; if it already ran out while the attempt was
     pending, they get min(60 s, hold TTL) more. Idempotent."""
-    failed = await session.scalar(
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
-        .values(status=PaymentStatus.FAILED, failure_reason=reason[:40], updated_at=now)
-        .returning(Payment.booking_id)
-        .execution_options(synchronize_session=False)
-    )
+    failed = (
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
+            .values(status=PaymentStatus.FAILED, failure_reason=reason[:40], updated_at=now)
+            .returning(Payment.booking_id, Payment.provider)
+            .execution_options(synchronize_session=False)
+        )
+    ).first()
     if failed is None:
         return False
-    booking = await session.get_one(Booking, failed)
+    booking_id, provider = failed
+    PAYMENTS.labels(provider, "failed").inc()
+    booking = await session.get_one(Booking, booking_id)
     hold = await session.get_one(Hold, booking.hold_id)
     own_expiry = hold.created_at + hold_ttl
     expires_at = max(own_expiry, now + min(RETRY_GRACE, hold_ttl))
@@ -518,6 +545,44 @@ async def list_bookings(
     return list(page), total or 0
 
 
+async def event_bookings(
+    session: AsyncSession,
+    *,
+    event_id: uuid.UUID,
+    manager: User,
+    status: BookingStatus | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[Booking], int]:
+    """The bookings of an event the caller manages, newest first."""
+    await catalog.get_managed_event(session, event_id=event_id, manager=manager)
+    query = select(Booking).where(Booking.event_id == event_id)
+    if status is not None:
+        query = query.where(Booking.status == status)
+    total = await session.scalar(select(func.count()).select_from(query.subquery()))
+    page = await session.scalars(
+        query.order_by(Booking.created_at.desc(), Booking.id).offset(offset).limit(limit)
+    )
+    return list(page), total or 0
+
+
+async def attendees(
+    session: AsyncSession, *, event_id: uuid.UUID, manager: User
+) -> list[tuple[Ticket, str, str, str]]:
+    """Every ticket of an event the caller manages, with its tier, booking reference and
+    buyer's e-mail: the door list."""
+    await catalog.get_managed_event(session, event_id=event_id, manager=manager)
+    rows = await session.execute(
+        select(Ticket, TicketType.name, Booking.reference, User.email)
+        .join(TicketType, TicketType.id == Ticket.ticket_type_id)
+        .join(Booking, Booking.id == Ticket.booking_id)
+        .join(User, User.id == Ticket.user_id)
+        .where(Ticket.event_id == event_id)
+        .order_by(Ticket.number)
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
 async def cancel_booking(
     session: AsyncSession, *, booking_id: uuid.UUID, user: User, now: datetime
 ) -> Booking:
@@ -546,8 +611,12 @@ async def cancel_booking(
         .returning(Booking.id)
         .execution_options(synchronize_session=False)
     )
-    if cancelled is None:  # confirmed or expired a moment ago: the caller may look again
-        raise NotCancellable("The booking changed a moment ago; read it again.")
+    if cancelled is None:
+        await session.refresh(booking)
+        if booking.status == BookingStatus.CANCELLED:  # a concurrent cancel won: same answer
+            return booking
+        raise NotCancellable(f"The booking became {booking.status.value} a moment ago.")
+    BOOKINGS.labels("cancelled").inc()
     await session.refresh(booking)
     return booking
 
@@ -578,6 +647,45 @@ async def cancel_ticket(
             .values(status=BookingStatus.CANCELLED, cancelled_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+
+
+async def cancel_event(
+    session: AsyncSession, *, event_id: uuid.UUID, manager: User, now: datetime
+) -> Event:
+    """The organizer calls the event off: live holds are released, unpaid bookings and
+    every ticket cancelled, every payment refunded, and the holders told. Idempotent."""
+    event, changed = await catalog.mark_cancelled(
+        session, event_id=event_id, manager=manager, now=now
+    )
+    if not changed:
+        return event
+    live = await session.scalars(
+        select(Hold.id).where(Hold.event_id == event.id, Hold.status == HoldStatus.ACTIVE)
+    )
+    released = await holds.end(session, list(live), HoldStatus.RELEASED, now=now)
+    HOLDS_ENDED.labels("released").inc(len(released))
+    bookings = list(
+        await session.scalars(
+            select(Booking)
+            .where(
+                Booking.event_id == event.id,
+                Booking.status.in_([BookingStatus.PENDING_PAYMENT, BookingStatus.CONFIRMED]),
+            )
+            .order_by(Booking.id)
+        )
+    )
+    for booking in bookings:
+        owned = await tickets.of_bookings(session, [booking.id])
+        await _cancel_tickets(session, [ticket.id for ticket in owned], now=now)
+    await session.execute(
+        update(Booking)
+        .where(Booking.id.in_([booking.id for booking in bookings]))
+        .values(status=BookingStatus.CANCELLED, cancelled_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    BOOKINGS.labels("cancelled").inc(len(bookings))
+    enqueue(session, "orders.event_cancelled", {"event_id": str(event.id)}, now=now)
+    return event
 
 
 async def _cancel_tickets(
@@ -630,6 +738,7 @@ async def start_refund(
     )
     session.add(refund)
     await session.flush()
+    REFUNDS.labels(reason).inc()
     enqueue(session, "payments.refund", {"refund_id": str(refund.id)}, now=now)
     return refund
 

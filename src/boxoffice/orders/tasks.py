@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.orders import idempotency
@@ -28,6 +28,17 @@ async def booking_confirmed(session: AsyncSession, payload: dict[str, Any], now:
     if booking is None or booking.status != BookingStatus.CONFIRMED:
         return
     log.info("booking.confirmation", booking_id=str(booking.id), reference=booking.reference)
+
+
+@job("orders.event_cancelled")
+async def event_cancelled(session: AsyncSession, payload: dict[str, Any], now: datetime) -> None:
+    # The outbox row telling ticket holders; delivery is the notifications module's.
+    holders = await session.scalar(
+        select(func.count(func.distinct(Booking.user_id))).where(
+            Booking.event_id == payload["event_id"]
+        )
+    )
+    log.info("event.cancellation", event_id=payload["event_id"], holders=holders)
 
 
 @job("orders.purge_idempotency_keys")

@@ -67,6 +67,7 @@ async def hold_read(
                 .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
             )
         )
+    names = names or hold.__dict__.get("tier_names")
     if names is None:
         names = await _tier_names(session, {item.ticket_type_id for item in items})
     return HoldRead(

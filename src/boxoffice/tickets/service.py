@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.inventory.models import HoldItem
+from boxoffice.tickets.errors import AlreadyCheckedIn, InvalidTicket, TicketCancelled
 from boxoffice.tickets.models import Ticket, TicketStatus
 
 # Crockford's base32: no I, L, O or U, so a number read out over the phone is unambiguous.
@@ -113,3 +114,42 @@ async def get_visible(
     if not is_admin:
         query = query.where(Ticket.user_id == viewer_id)
     return await session.scalar(query)
+
+
+async def check_in(
+    session: AsyncSession,
+    *,
+    ticket_id: uuid.UUID | None,
+    event_id: uuid.UUID,
+    now: datetime,
+) -> Ticket:
+    """Mark a scanned ticket used, once. `ticket_id` comes from a verified code (None for
+    a forged one); the caller has checked that the scanner manages `event_id`."""
+    if ticket_id is None:
+        raise InvalidTicket("This code was not issued by us, or was altered.")
+    used = await session.scalar(
+        update(Ticket)
+        .where(
+            Ticket.id == ticket_id,
+            Ticket.event_id == event_id,
+            Ticket.status == TicketStatus.VALID,
+        )
+        .values(status=TicketStatus.USED, checked_in_at=now)
+        .returning(Ticket)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    if used is not None:
+        return used
+    ticket = await session.scalar(
+        select(Ticket).where(Ticket.id == ticket_id, Ticket.event_id == event_id)
+    )
+    if ticket is None:
+        raise InvalidTicket("This ticket is not for this event.")
+    if ticket.status == TicketStatus.CANCELLED:
+        raise TicketCancelled(number=ticket.number)
+    assert ticket.checked_in_at is not None
+    raise AlreadyCheckedIn(
+        f"Ticket {ticket.number} was checked in at {ticket.checked_in_at.isoformat()}.",
+        checked_in_at=ticket.checked_in_at.isoformat(),
+        number=ticket.number,
+    )

@@ -1,7 +1,9 @@
 """Organizers manage their own events, admins all of them; another's event is a 404."""
 
+import csv
+import io
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Query, Response
 
@@ -20,9 +22,22 @@ from boxoffice.catalog.schemas import (
     TicketTypeManaged,
     TicketTypeUpdate,
 )
+from boxoffice.orders import service as orders
+from boxoffice.orders import views
+from boxoffice.orders.models import BookingStatus
+from boxoffice.orders.schemas import BookingRead, CheckIn, TicketRead
+from boxoffice.tickets import service as tickets
 from boxoffice.validation import Page
 from boxoffice.web.api import api_router
-from boxoffice.web.deps import AdminUser, Clock, OrganizerUser, PageDep, ReadSessionDep, SessionDep
+from boxoffice.web.deps import (
+    AdminUser,
+    Clock,
+    OrganizerUser,
+    PageDep,
+    ReadSessionDep,
+    SessionDep,
+    SignerDep,
+)
 from boxoffice.web.errors import problems
 
 router = api_router("organizer")
@@ -104,6 +119,84 @@ async def delete_event(
     return Response(status_code=204)
 
 
+@router.post("/admin/events/{event_id}/cancel", responses=problems(401, 403, 404))
+async def cancel_event(
+    event_id: uuid.UUID, manager: OrganizerUser, session: SessionDep, now: Clock
+) -> EventManaged:
+    event = await orders.cancel_event(session, event_id=event_id, manager=manager, now=now)
+    return await _managed(session, event, now)
+
+
+@router.get(
+    "/admin/events/{event_id}/bookings",
+    responses={
+        **problems(401, 403, 404),
+        200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV with ?format=csv"},
+    },
+)
+async def event_bookings(
+    event_id: uuid.UUID,
+    manager: OrganizerUser,
+    session: ReadSessionDep,
+    page: PageDep,
+    signer: SignerDep,
+    status: Annotated[BookingStatus | None, Query()] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> Page[BookingRead]:
+    """The event's bookings; `?format=csv` is the attendee list (one row per ticket)."""
+    if format == "csv":
+        rows = await orders.attendees(session, event_id=event_id, manager=manager)
+        return _csv(rows, filename=f"attendees-{event_id}.csv")  # type: ignore[return-value]
+    bookings, total = await orders.event_bookings(
+        session,
+        event_id=event_id,
+        manager=manager,
+        status=status,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    items = await views.booking_reads(session, bookings, viewer_id=manager.id, signer=signer)
+    return Page(items=items, page=page.page, limit=page.limit, total=total)
+
+
+def _csv(rows, *, filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "ticket_number",
+            "holder_name",
+            "ticket_type",
+            "status",
+            "booking",
+            "buyer_email",
+            "checked_in_at",
+        ]
+    )
+    for ticket, tier_name, reference, email in rows:
+        writer.writerow(
+            [
+                ticket.number,
+                _cell(ticket.holder_name),
+                _cell(tier_name),
+                ticket.status.value,
+                reference,
+                _cell(email),
+                ticket.checked_in_at.isoformat() if ticket.checked_in_at else "",
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _cell(value: str) -> str:
+    """No spreadsheet formulas from user-typed text (CSV injection)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 @router.post(
     "/admin/events/{event_id}/ticket-types", status_code=201, responses=problems(401, 403, 404, 409)
 )
@@ -158,6 +251,19 @@ async def delete_ticket_type(
         session, event_id=event_id, ticket_type_id=ticket_type_id, manager=manager, now=now
     )
     return Response(status_code=204)
+
+
+@router.post("/admin/checkin", responses=problems(401, 403, 404, 409))
+async def check_in(
+    body: CheckIn, manager: OrganizerUser, session: SessionDep, signer: SignerDep, now: Clock
+) -> TicketRead:
+    """Scan a ticket at the door: 200 with the ticket and its holder, once."""
+    await catalog.get_managed_event(session, event_id=body.event_id, manager=manager)
+    ticket = await tickets.check_in(
+        session, ticket_id=signer.verify(body.code), event_id=body.event_id, now=now
+    )
+    (read,) = await views.ticket_reads(session, [ticket], viewer_id=manager.id, signer=signer)
+    return read
 
 
 @router.post("/admin/categories", status_code=201, responses=problems(401, 403, 409))

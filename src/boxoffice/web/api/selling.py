@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from boxoffice.accounts.models import Role, User
 from boxoffice.analytics.models import InteractionKind
 from boxoffice.db import Database
+from boxoffice.errors import DomainError
 from boxoffice.orders import idempotency, views
 from boxoffice.orders import service as orders
 from boxoffice.orders.errors import TicketNotFound
+from boxoffice.orders.metrics import HOLDS, SEATS_HELD
 from boxoffice.orders.schemas import BookingCreate, BookingRead, HoldCreate, HoldRead, TicketRead
 from boxoffice.payments.models import Payment, PaymentStatus
 from boxoffice.payments.providers import Providers
@@ -98,13 +100,25 @@ async def create_hold(
         )
         return await views.hold_read(session, hold)
 
-    response = await orders.retry_after_expiring(
-        db,
-        lambda: _once(
-            db, user=user, key=idempotency_key, scope="POST /holds", body=body, now=now, work=place
-        ),
-        now=now,
-    )
+    try:
+        response = await orders.retry_after_expiring(
+            db,
+            lambda: _once(
+                db,
+                user=user,
+                key=idempotency_key,
+                scope="POST /holds",
+                body=body,
+                now=now,
+                work=place,
+            ),
+            now=now,
+        )
+    except DomainError as exc:
+        HOLDS.labels(exc.code).inc()
+        raise
+    HOLDS.labels("held").inc()
+    SEATS_HELD.inc(sum(item.quantity for item in body.items))
     recorder.record(
         InteractionKind.HOLD,
         user_id=user.id,
