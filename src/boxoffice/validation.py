@@ -6,6 +6,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import phonenumbers
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from boxoffice.errors import ValidationFailed
 
@@ -63,6 +64,15 @@ def _field(loc: tuple[Any, ...]) -> str:
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or "body"
+
+
+def invalid_at(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
+    """A cross-field rule's failure located at the field to fix (a bare ValueError in a
+    model validator names no field, and the API would answer `field: "body"`)."""
+    error = PydanticCustomError("value_error", message)  # type: ignore[arg-type]
+    return ValidationError.from_exception_data(
+        "input", [InitErrorDetails(type=error, loc=loc, input=value)]
+    )
 
 
 def validate(model: type[M], data: Any) -> M:

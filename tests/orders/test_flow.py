@@ -46,7 +46,10 @@ async def test_release_returns_seats(client: AsyncClient, db: Database) -> None:
     first = await hold(client, headers, event.id, {tiers[0]: 2})
     sold_out = await client.post(
         f"{API}/holds",
-        json={"event_id": str(event.id), "items": [{"ticket_type_id": str(tiers[0]), "quantity": 1}]},
+        json={
+            "event_id": str(event.id),
+            "items": [{"ticket_type_id": str(tiers[0]), "quantity": 1}],
+        },
         headers=headers,
     )
     assert sold_out.status_code == 409
@@ -63,7 +66,9 @@ async def test_paid_hold_needs_payment(client: AsyncClient, db: Database) -> Non
     tiers = await _tier_ids(db, event.id)
     headers = await auth_headers(client, await create_user(db))
     created = await hold(client, headers, event.id, {tiers[0]: 1})
-    response = await client.post(f"{API}/bookings", json={"hold_id": created["id"]}, headers=headers)
+    response = await client.post(
+        f"{API}/bookings", json={"hold_id": created["id"]}, headers=headers
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "payment_required"
 

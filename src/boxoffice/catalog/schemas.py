@@ -16,11 +16,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from boxoffice.catalog import zones
 from boxoffice.catalog.models import EventStatus, TierStatus
-from boxoffice.validation import Money, text
+from boxoffice.validation import Money, invalid_at, text
 
 MAX_CAPACITY = 1_000_000
 DEFAULT_DURATION = dt.timedelta(hours=4)  # when an event is created without ends_at
@@ -64,15 +63,6 @@ ImageUrl = Annotated[HttpUrl, Field(max_length=2000)]
 Artists = Annotated[list[text(100)], Field(max_length=20)]
 
 
-def _invalid(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
-    """A cross-field rule's failure located at the field to fix (a bare ValueError in a
-    model validator names no field, and the API would answer `field: "body"`)."""
-    error = PydanticCustomError("value_error", message)  # type: ignore[arg-type]
-    return ValidationError.from_exception_data(
-        "catalogue input", [InitErrorDetails(type=error, loc=loc, input=value)]
-    )
-
-
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DAY_ADAPTER = TypeAdapter(dt.date)
 _INSTANT_ADAPTER = TypeAdapter(AwareDatetime)
@@ -106,10 +96,10 @@ def _check_window(
     loc: tuple[str | int, ...] = (),
 ) -> None:
     if start and end and end <= start:
-        raise _invalid((*loc, "sales_end"), "sales_end must be after sales_start", end)
+        raise invalid_at((*loc, "sales_end"), "sales_end must be after sales_start", end)
     if end and ends_at and end > ends_at:
         message = "sales_end must be no later than the event's ends_at"
-        raise _invalid((*loc, "sales_end"), message, end)
+        raise invalid_at((*loc, "sales_end"), message, end)
 
 
 # Inputs
@@ -193,7 +183,7 @@ class EventFields(BaseModel):
             self.ends_at = self.starts_at + DEFAULT_DURATION
         if self.ends_at <= self.starts_at:
             message = "ends_at must be after starts_at"
-            raise _invalid(("ends_at",), message, self.ends_at)
+            raise invalid_at(("ends_at",), message, self.ends_at)
         _check_window(self.sales_start, self.sales_end, ends_at=self.ends_at)
         return self
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from boxoffice.inventory.models import HoldStatus
 from boxoffice.orders.models import BookingStatus
 from boxoffice.tickets.models import TicketStatus
-from boxoffice.validation import Money, Phone
+from boxoffice.validation import Money, Phone, invalid_at
 
 MAX_ITEMS = 20
 MAX_QUANTITY = 100
@@ -29,9 +29,15 @@ class HoldCreate(BaseModel):
 
     @model_validator(mode="after")
     def _each_tier_once(self) -> Self:
-        tiers = [item.ticket_type_id for item in self.items]
-        if len(set(tiers)) != len(tiers):
-            raise ValueError("name each ticket type once, with its whole quantity")
+        seen: set[uuid.UUID] = set()
+        for index, item in enumerate(self.items):
+            if item.ticket_type_id in seen:
+                raise invalid_at(
+                    ("items", index, "ticket_type_id"),
+                    "name each ticket type once, with its whole quantity",
+                    str(item.ticket_type_id),
+                )
+            seen.add(item.ticket_type_id)
         return self
 
 

@@ -83,7 +83,9 @@ async def place_hold(
     for tier in tiers.values():
         start, end = sales_window(event, tier)
         if not event.on_sale or (start is not None and now < start) or now >= end:
-            raise NotOnSale(f"{tier.name} tickets are not on sale now.", ticket_type_id=tier.id)
+            raise NotOnSale(
+                f"{tier.name} tickets are not on sale now.", ticket_type_id=str(tier.id)
+            )
     for tier in tiers.values():
         if wanted[tier.id] > tier.max_per_order:
             raise TicketLimitExceeded(

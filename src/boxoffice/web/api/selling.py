@@ -190,7 +190,18 @@ async def create_booking(
             signer=signer,
             instructions={payment.id: instructions} if instructions else None,
         )
-    return JSONResponse(read.model_dump(mode="json"), status_code=201)
+    content = read.model_dump(mode="json")
+    if idempotency_key is not None:  # a retry gets this answer, instructions included
+        async with db.transaction() as session:
+            await idempotency.remember(
+                session,
+                user_id=user.id,
+                key=idempotency_key,
+                scope="POST /bookings",
+                status_code=201,
+                body=content,
+            )
+    return JSONResponse(content, status_code=201)
 
 
 async def _start_payment(
