@@ -83,7 +83,10 @@ async def get_managed_event(
     if manager.role != Role.ADMIN:
         query = query.where(Event.organizer_id == manager.id)
     if for_update:
-        query = query.with_for_update()
+        # FOR NO KEY UPDATE: it still queues other editors, but not the KEY SHARE lock that
+        # a new hold's foreign key takes on the event, or a hold holding a shard would wait
+        # for us while we wait for its shard (a deadlock).
+        query = query.with_for_update(key_share=True)
     event = await session.scalar(query)
     if event is None:
         raise EventNotFound()

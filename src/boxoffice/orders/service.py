@@ -9,10 +9,10 @@ then the booking, then the stock shards (tier, then shard), then tickets.
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.accounts.models import Role, User
@@ -21,7 +21,7 @@ from boxoffice.catalog import service as catalog
 from boxoffice.catalog.errors import EventNotFound, TicketTypeNotFound
 from boxoffice.catalog.models import Event, EventStatus, TicketType
 from boxoffice.catalog.queries import sales_window
-from boxoffice.db import Database
+from boxoffice.db import Base, Database
 from boxoffice.inventory import holds
 from boxoffice.inventory import service as inventory
 from boxoffice.inventory.errors import (
@@ -57,6 +57,15 @@ RETRY_GRACE = timedelta(seconds=60)  # after a failed payment attempt on an over
 
 # Holds
 
+_TIERS_ON_SALE = (
+    select(TicketType, Event)
+    .join(Event, Event.id == TicketType.event_id)
+    .where(
+        Event.id == bindparam("event_id"),
+        TicketType.id.in_(bindparam("ids", expanding=True)),
+    )
+)
+
 
 async def place_hold(
     session: AsyncSession, *, user: User, data: HoldCreate, ttl: timedelta, now: datetime
@@ -64,11 +73,7 @@ async def place_hold(
     """Take the seats, tier by tier in id order, or take none (the transaction rolls back)."""
     wanted = {item.ticket_type_id: item.quantity for item in data.items}
     rows = (
-        await session.execute(
-            select(TicketType, Event)
-            .join(Event, Event.id == TicketType.event_id)
-            .where(Event.id == data.event_id, TicketType.id.in_(wanted))
-        )
+        await session.execute(_TIERS_ON_SALE, {"event_id": data.event_id, "ids": list(wanted)})
     ).all()
     event = rows[0][1] if rows else await session.get(Event, data.event_id)
     if event is None or event.status != EventStatus.PUBLISHED:
@@ -130,13 +135,40 @@ async def place_hold(
             )
             for part in taken
         ]
-    session.add(hold)
-    session.add_all(items)
-    await session.flush()
+    # Plain Core inserts: the ORM's unit of work would cost a third of the request.
+    connection = await session.connection()
+    await connection.execute(insert(Hold.__table__), [_row(hold)])
+    await connection.execute(insert(HoldItem.__table__), [_row(item) for item in items])
     # What the caller presents, without reloading: the items, and the tiers' names.
     hold.__dict__["items"] = items
     hold.__dict__["tier_names"] = {tier.id: tier.name for tier in tiers.values()}
     return hold
+
+
+# Built once: composing a statement costs more CPU than running it on a hot path.
+_LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update()
+_SEATS_OF_USER = select(
+    select(func.coalesce(func.sum(Hold.quantity), 0))
+    .where(
+        Hold.user_id == bindparam("user_id"),
+        Hold.event_id == bindparam("event_id"),
+        Hold.status == HoldStatus.ACTIVE,
+        Hold.expires_at > bindparam("now"),
+    )
+    .scalar_subquery()
+    + select(func.count(Ticket.id))
+    .where(
+        Ticket.user_id == bindparam("user_id"),
+        Ticket.event_id == bindparam("event_id"),
+        Ticket.status.in_([TicketStatus.VALID, TicketStatus.USED]),
+    )
+    .scalar_subquery()
+)
+
+
+def _row(instance: Base) -> dict[str, Any]:
+    """The column values of a transient ORM instance, for a Core insert."""
+    return {column.key: getattr(instance, column.key) for column in instance.__table__.columns}
 
 
 async def tickets_of_user(
@@ -147,31 +179,13 @@ async def tickets_of_user(
     With `lock`, the user's row is locked for the rest of the transaction, so that two holds
     of one user cannot both pass the limit at once.
     """
-    held = (
-        select(func.coalesce(func.sum(Hold.quantity), 0))
-        .where(
-            Hold.user_id == user_id,
-            Hold.event_id == event.id,
-            Hold.status == HoldStatus.ACTIVE,
-            Hold.expires_at > now,
-        )
-        .scalar_subquery()
-    )
-    owned = (
-        select(func.count(Ticket.id))
-        .where(
-            Ticket.user_id == user_id,
-            Ticket.event_id == event.id,
-            Ticket.status.in_([TicketStatus.VALID, TicketStatus.USED]),
-        )
-        .scalar_subquery()
-    )
     if lock:
         # A statement of its own: on PostgreSQL a statement that waits for a row lock still
         # counts from the snapshot it took before waiting, and would miss the holds that
         # the lock's previous owner just committed.
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
-    return int(await session.scalar(select(held + owned)) or 0)
+        await session.execute(_LOCK_USER, {"user_id": user_id})
+    params = {"user_id": user_id, "event_id": event.id, "now": now}
+    return int(await session.scalar(_SEATS_OF_USER, params) or 0)
 
 
 async def retry_after_expiring(
@@ -181,22 +195,26 @@ async def retry_after_expiring(
     overdue holds still sit on that tier, release those and try once more; likewise if
     someone else released seats of the tier in the meantime. An expired hold never turns a
     buyer away."""
-    try:
-        return await attempt()
-    except SoldOut as exc:
-        # Looked for in a read transaction first: after a sale every late buyer gets here,
-        # and on SQLite a write transaction would queue them all behind the writers.
-        async with db.read_transaction() as session:
-            due = await holds.overdue(session, now=now, ticket_type_ids=[exc.ticket_type_id])
-            if not due:
-                stock = await inventory.stock_by_tier(session, [exc.ticket_type_id])
-                left = stock[exc.ticket_type_id].available if stock else 0
-        if due:  # expired here, or by a racing buyer a moment before: either way, retry
-            async with db.transaction() as session:
-                await expire_holds(session, due, now=now)
-        elif left <= exc.available:
-            raise
-    return await attempt()
+    retried: set[uuid.UUID] = set()  # once per tier: a hold may find several tiers so
+    while True:
+        try:
+            return await attempt()
+        except SoldOut as exc:
+            if exc.ticket_type_id in retried:
+                raise
+            retried.add(exc.ticket_type_id)
+            # Looked for in a read transaction first: after a sale every late buyer gets
+            # here, and on SQLite a write transaction would queue them behind the writers.
+            async with db.read_transaction() as session:
+                due = await holds.overdue(session, now=now, ticket_type_ids=[exc.ticket_type_id])
+                if not due:
+                    stock = await inventory.stock_by_tier(session, [exc.ticket_type_id])
+                    left = stock[exc.ticket_type_id].available if stock else 0
+            if due:  # expired here, or by a racing buyer a moment before: either way, retry
+                async with db.transaction() as session:
+                    await expire_holds(session, due, now=now)
+            elif left <= exc.available:
+                raise
 
 
 async def get_hold(session: AsyncSession, *, hold_id: uuid.UUID, user: User) -> Hold:
@@ -405,7 +423,13 @@ async def confirm_payment(
 
     # The hold is gone. Read the booking again: its state is what the hold's winner left.
     await session.refresh(booking)
-    if booking.status == BookingStatus.EXPIRED and await _retake_seats(session, booking):
+    event = await session.get_one(Event, booking.event_id)
+    still_selling = event.status == EventStatus.PUBLISHED and now < event.starts_at
+    if (
+        booking.status == BookingStatus.EXPIRED
+        and still_selling
+        and await _retake_seats(session, booking)
+    ):
         log.info("booking.late_payment_seats_retaken", booking_id=str(booking.id))
         return await _confirm(session, booking, from_status=BookingStatus.EXPIRED, now=now)
     if booking.status == BookingStatus.EXPIRED:

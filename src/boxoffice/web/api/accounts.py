@@ -24,6 +24,7 @@ from boxoffice.web.deps import (
     ClientIP,
     Clock,
     CurrentUser,
+    DbDep,
     LimiterDep,
     PageDep,
     ReadSessionDep,
@@ -52,8 +53,7 @@ async def register(
 @router.post("/login", responses=problems(401, 429))
 async def log_in(
     body: Login,
-    read_session: ReadSessionDep,
-    session: SessionDep,
+    db: DbDep,
     now: Clock,
     limiter: LimiterDep,
     settings: SettingsDep,
@@ -61,8 +61,13 @@ async def log_in(
 ) -> TokenPair:
     email = body.email.strip().lower()
     await limiter.check("login", settings.rate_limit_login, f"ip:{ip}", f"email:{email}")
-    user = await accounts.check_credentials(read_session, email=email, password=body.password)
-    return await accounts.open_session(session, settings=settings, user=user, now=now)
+    # One connection at a time: holding the read one while waiting for a write one let a
+    # burst of logins take every pooled connection and wait on each other until timeout.
+    async with db.read_transaction() as read_session:
+        found = await accounts.find_user_by_email(read_session, email)
+    user = await accounts.verify_credentials(found, body.password)
+    async with db.transaction() as session:
+        return await accounts.open_session(session, settings=settings, user=user, now=now)
 
 
 @router.post("/token/refresh", responses=problems(401))
