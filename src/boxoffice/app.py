@@ -8,15 +8,16 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from boxoffice import simulators
 from boxoffice.analytics.recorder import InteractionRecorder
 from boxoffice.cache import RedisCache, build_cache
 from boxoffice.config import Settings
 from boxoffice.db import Database
 from boxoffice.logging import configure_logging
-from boxoffice.payments.providers import PROVIDERS
+from boxoffice.payments import setup as payment_setup
 from boxoffice.ratelimit import RateLimiter
 from boxoffice.tickets.codes import TicketSigner
-from boxoffice.web.api import accounts, catalog, events_admin, selling, system
+from boxoffice.web.api import accounts, catalog, events_admin, payments, selling, system
 from boxoffice.web.api.docs import mount_docs
 from boxoffice.web.errors import document_problems_as_problem_json, install_error_handlers
 from boxoffice.web.middleware import EdgeMiddleware
@@ -65,6 +66,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         await app.state.interactions.flush()
         if isinstance(app.state.cache, RedisCache):
             await app.state.cache.close()
+        await app.state.payments.providers.aclose()
+        for simulator in app.state.simulators.values():
+            await simulator.stop()
         if db is None:
             await app.state.db.dispose()
 
@@ -78,6 +82,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
+    app.state.simulators = {}  # by provider name, when mounted
     pool = {} if settings.is_embedded else {"pool_size": settings.database_pool_size}
     app.state.db = db or Database.from_url(settings.database_url, **pool)
     app.state.limiter = RateLimiter(
@@ -87,12 +92,17 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.db.on_commit = app.state.cache.invalidate
     app.state.interactions = InteractionRecorder(app.state.db)
     app.state.signer = TicketSigner(settings.signing_secret)
-    app.state.providers = PROVIDERS
+    app.state.payments = payment_setup.build(settings)
+    payment_setup.configure(app.state.payments)  # for the in-process worker's payment jobs
+    if settings.run_simulators:
+        app.state.simulators = simulators.mount(app, settings)
 
     app.include_router(accounts.router)
     app.include_router(catalog.router)
     app.include_router(events_admin.router)
     app.include_router(selling.router)
+    app.include_router(payments.router)
+    app.include_router(payments.callbacks)
     app.include_router(system.router)
     mount_docs(app)
     install_error_handlers(app)

@@ -1,10 +1,14 @@
-"""boxoffice serve | worker | migrate | demo | create-admin"""
+"""boxoffice serve | worker | migrate | demo | simulate | audit | create-admin"""
 
 import asyncio
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from typing import Annotated
 
 import typer
@@ -60,12 +64,17 @@ def serve(
     if demo:
         _load_demo(settings)
     url = settings.public_url or f"http://{host}:{port}"
+    # The web processes build payment callback URLs (and find the simulators) from it.
+    os.environ.setdefault("BOXOFFICE_PUBLIC_URL", url)
     console.print(f"\n[bold]boxoffice[/bold] is at {url}  (API docs: {url}/docs)")
     if demo:
         from boxoffice.demo import DEMO_PASSWORD, PEOPLE
 
         console.print(f"Demo admin: {PEOPLE[0].email} / {DEMO_PASSWORD}")
         console.print(f"Demo fan:   fan@boxoffice.local / {DEMO_PASSWORD}\n")
+    simulator = None
+    if workers > 1 and settings.run_simulators and not settings.simulator_url:
+        simulator = _start_shared_simulators()
     metrics_dir = None
     if workers > 1:
         # Each process counts on its own; prometheus-client adds up their files on /metrics.
@@ -86,6 +95,30 @@ def serve(
     finally:
         if metrics_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(timeout=10)
+
+
+def _start_shared_simulators() -> subprocess.Popen[bytes]:
+    """The simulators keep their state in memory, so several web processes must share one
+    process of them: `boxoffice simulate all` on a free port, which the web processes'
+    providers are pointed at instead of mounting their own."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(  # noqa: S603 (our own command)
+        [sys.executable, "-m", "boxoffice", "simulate", "all", "--port", str(port)]
+    )
+    for _ in range(100):  # until it listens, at most 10 s
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    os.environ["BOXOFFICE_SIMULATOR_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["BOXOFFICE_SIMULATORS"] = "false"
+    console.print(f"Payment simulators shared by the web processes at http://127.0.0.1:{port}")
+    return process
 
 
 @app.command()
@@ -97,6 +130,16 @@ def worker() -> None:
 
     settings = _settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+
+    from boxoffice.payments import setup as payment_setup
+
+    payments = payment_setup.build(settings)
+    payment_setup.configure(payments)
+    if not settings.public_url:
+        console.print(
+            "[yellow]BOXOFFICE_PUBLIC_URL is not set: payment jobs cannot reach providers' "
+            "simulators or give callback URLs.[/yellow]"
+        )
 
     async def run() -> None:
         db = Database.from_url(settings.database_url)
@@ -112,9 +155,31 @@ def worker() -> None:
         try:
             await runner.run()
         finally:
+            await payments.providers.aclose()
             await db.dispose()
 
     asyncio.run(run())
+
+
+@app.command()
+def simulate(
+    provider: Annotated[str, typer.Argument(help="momo, mpesa, or all")],
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8100,
+) -> None:
+    """Run a provider's simulator alone: its real API paths at the root (or, for `all`,
+    both under /_sim/momo and /_sim/mpesa)."""
+    import uvicorn
+
+    from boxoffice import simulators
+
+    settings = _settings()
+    factories = {**simulators.factories(), "all": simulators.create_all}
+    if provider not in factories:
+        console.print(f"[red]Unknown provider {provider!r}[/red]: use momo, mpesa or all.")
+        raise typer.Exit(2)
+    console.print(f"{provider} simulator at http://{host}:{port}")
+    uvicorn.run(factories[provider](settings), host=host, port=port, log_config=None)
 
 
 @app.command()

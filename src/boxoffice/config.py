@@ -40,6 +40,35 @@ class Settings(BaseSettings):
     )
     rate_limit_holds: str = "60/minute"  # per account
 
+    # Payment providers (payment-providers.md). With `simulators` on (the default in
+    # embedded mode) the simulators are mounted at /_sim/momo and /_sim/mpesa, and a
+    # provider whose base URL is unset talks to its simulator on this very site.
+    simulators: bool | None = None  # None: on in embedded mode
+    simulator_url: str | None = None  # where they are served, when not by this process
+    simulator_delay: float = Field(2.0, ge=0, le=600, description="seconds to an outcome")
+    simulator_momo_any_currency: bool = True  # the real sandbox takes EUR only
+    payment_callback_url: str | None = None  # base of callback URLs; default: public_url
+    payment_poll_after: int = Field(
+        30, ge=1, description="seconds a pending payment waits for its callback before polling"
+    )
+    provider_timeout: float = Field(10.0, gt=0, le=120)
+    momo_base_url: str | None = None
+    momo_target_environment: str = "sandbox"
+    momo_api_user: str = "6f3e8a4c-1b2d-4c5e-9f70-8a9b0c1d2e3f"
+    momo_api_key: str = "sim-momo-api-key"
+    momo_collection_key: str = "sim-momo-collection-key"
+    momo_disbursement_key: str = "sim-momo-disbursement-key"
+    mpesa_base_url: str | None = None
+    mpesa_consumer_key: str = "sim-mpesa-consumer-key"
+    mpesa_consumer_secret: str = "sim-mpesa-consumer-secret"  # noqa: S105 (simulator's)
+    mpesa_shortcode: str = "174379"
+    mpesa_passkey: str = "sim-mpesa-passkey"
+    mpesa_transaction_type: str = "CustomerPayBillOnline"
+    mpesa_initiator: str = "boxoffice-api"
+    # The initiator password encrypted with Safaricom's certificate (the Daraja portal
+    # generates it); the reversal API wants it as SecurityCredential.
+    mpesa_security_credential: str = "sim-mpesa-security-credential"
+
     catalog_cache_ttl: float = Field(2.0, ge=0, le=2.0, description="seconds; 0 turns it off")
     cors_origins: Annotated[list[str], NoDecode] = []
     forwarded_allow_ips: str = "127.0.0.1"  # proxies whose X-Forwarded-For is believed
@@ -86,9 +115,30 @@ class Settings(BaseSettings):
             raise ConfigError("BOXOFFICE_JWT_SECRET must be at least 32 characters")
         return self
 
+    @model_validator(mode="after")
+    def _real_providers_need_real_credentials(self) -> "Settings":
+        """The credential defaults are the simulators'; a real API needs its own."""
+        for provider, fields in (
+            ("momo", ("api_user", "api_key", "collection_key", "disbursement_key")),
+            ("mpesa", ("consumer_key", "consumer_secret", "passkey", "security_credential")),
+        ):
+            if getattr(self, f"{provider}_base_url") is None:
+                continue
+            for name in (f"{provider}_{field}" for field in fields):
+                if getattr(self, name) == type(self).model_fields[name].default:
+                    raise ConfigError(
+                        f"BOXOFFICE_{name.upper()} must be set when "
+                        f"BOXOFFICE_{provider.upper()}_BASE_URL is"
+                    )
+        return self
+
     @property
     def is_embedded(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def run_simulators(self) -> bool:
+        return self.is_embedded if self.simulators is None else self.simulators
 
     @property
     def run_worker_in_process(self) -> bool:

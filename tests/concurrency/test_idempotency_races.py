@@ -13,7 +13,6 @@ from boxoffice.app import create_app
 from boxoffice.db import Database
 from boxoffice.orders.models import Booking
 from boxoffice.payments.models import Payment
-from boxoffice.payments.providers import Outcome, Providers
 from boxoffice.tickets.models import Ticket
 from tests.concurrency.helpers import (
     API,
@@ -24,23 +23,13 @@ from tests.concurrency.helpers import (
     signing_settings,
     stock_of,
 )
-from tests.concurrency.test_lifecycle_races import PHONE, PendingProvider
+from tests.concurrency.test_lifecycle_races import PHONE
 from tests.conftest import make_client
 from tests.orders.helpers import free_event
+from tests.payments.fakes import PendingProvider, use_providers
 
 RETRIES = 20
 SEATS = 3
-
-
-class CountingProvider(PendingProvider):
-    """Counts the payment attempts started with the provider."""
-
-    def __init__(self) -> None:
-        self.started: list[uuid.UUID] = []
-
-    async def start(self, payment: Payment) -> Outcome:
-        self.started.append(payment.id)
-        return await super().start(payment)
 
 
 async def test_one_key_sent_twenty_times_at_once_holds_the_seats_once(
@@ -78,9 +67,8 @@ async def test_one_key_sent_twenty_times_at_once_books_once(
     settings = signing_settings(database_url, tmp_path)
     (fan,) = await signed_in_fans(committing_db, settings, 1)
     app = create_app(settings, db=committing_db)
-    provider = CountingProvider()
-    app.state.providers = Providers()
-    app.state.providers.register(provider)
+    provider = PendingProvider()
+    use_providers(app, provider)
 
     async with make_client(app) as client:
         held = await client.post(

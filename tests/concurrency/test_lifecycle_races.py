@@ -23,12 +23,14 @@ from boxoffice.inventory.models import Hold, HoldStatus
 from boxoffice.orders import service as orders
 from boxoffice.orders.models import Booking, BookingStatus
 from boxoffice.orders.schemas import BookingCreate, HoldCreate
-from boxoffice.payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from boxoffice.payments.providers import Outcome, Providers, RefundOutcome, callback_token
+from boxoffice.payments.models import Payment, PaymentStatus, Refund
+from boxoffice.payments.providers import Providers
+from boxoffice.tickets import service as tickets_service
 from boxoffice.tickets.models import Ticket, TicketStatus
 from tests.concurrency.helpers import drifts, hold_body, stock_of
 from tests.factories import create_user
 from tests.orders.helpers import free_event
+from tests.payments.fakes import PendingProvider, providers_with
 
 ROUNDS = 20
 SEATS = 2  # per booking
@@ -38,30 +40,9 @@ WINDOW = timedelta(minutes=15)
 PHONE = "+256772123456"
 
 
-class PendingProvider:
-    """A mobile-money provider that answers later (not instant), as MoMo does."""
-
-    name = "momo"
-    instant = False
-
-    def check(self, *, phone: str | None, currency: str, amount_cents: int) -> None:
-        return None
-
-    async def start(self, payment: Payment) -> Outcome:
-        return Outcome(PaymentStatus.PENDING, reference=f"fake-{payment.id}")
-
-    async def status(self, payment: Payment) -> Outcome:
-        return Outcome(PaymentStatus.PENDING, reference=payment.provider_reference)
-
-    async def refund(self, refund: Refund, payment: Payment) -> RefundOutcome:
-        return RefundOutcome(RefundStatus.SUCCESSFUL)
-
-
 @pytest.fixture
 def providers() -> Providers:
-    providers = Providers()
-    providers.register(PendingProvider())
-    return providers
+    return providers_with(PendingProvider())
 
 
 @dataclass
@@ -441,7 +422,6 @@ async def _second_attempt(db: Database, sale: Sale) -> uuid.UUID:
             currency=first.currency,
             payer_phone=first.payer_phone,
             status=PaymentStatus.PENDING,
-            callback_token=callback_token(),
             created_at=sale.now,
             updated_at=sale.now,
         )
@@ -578,4 +558,40 @@ async def test_one_booking_cancelled_twice_at_once_answers_the_cancelled_booking
         assert state.booking == BookingStatus.CANCELLED
         assert len(state.refunds) == 1, state
         assert all(isinstance(r, Booking) for r in results.values()), results
+    assert await drifts(committing_db) == []
+
+
+@pytest.mark.parametrize("what", ["booking", "ticket"])
+async def test_a_cancellation_racing_a_scan_at_the_door_is_refused(
+    committing_db: Database, providers: Providers, what: str
+) -> None:
+    """The door scans a ticket and commits while the fan's cancellation is under way: the
+    fan was let in, so the cancellation must fail whole (on PostgreSQL the cancel read the
+    ticket as valid before the scan committed)."""
+    event_id, tier = await priced_tier(committing_db)
+    sale = await booked(committing_db, providers, event_id, tier)
+    async with committing_db.transaction() as session:
+        await confirm(sale)(session)
+    async with committing_db.read_transaction() as session:
+        first = await session.scalar(
+            select(Ticket).where(Ticket.booking_id == sale.booking_id).order_by(Ticket.number)
+        )
+    assert first is not None
+    later = sale.now + timedelta(minutes=5)
+    work = cancel(sale) if what == "booking" else cancel_ticket(sale, first.id, later)
+
+    async with committing_db.transaction() as door:  # the scan commits after the cancel began
+        await tickets_service.check_in(door, ticket_id=first.id, event_id=event_id, now=later)
+        cancelling = asyncio.create_task(race(committing_db, {"cancel": work}))
+        await asyncio.sleep(0.3)
+    results = await cancelling
+
+    assert results["cancel"] == "not_cancellable", results
+    state = await final(sale)  # one ticket used, the other still valid, nothing refunded
+    assert (state.booking, state.tickets, state.valid_tickets, state.refunds) == (
+        BookingStatus.CONFIRMED,
+        SEATS,
+        SEATS - 1,
+        [],
+    )
     assert await drifts(committing_db) == []

@@ -83,3 +83,29 @@ async def test_create_admin_makes_an_account_that_signs_in_as_admin(
         await database.dispose()
     assert me.status_code == 200, me.text
     assert (me.json()["email"], me.json()["role"]) == (email, "admin")
+
+
+async def test_simulate_serves_a_providers_real_paths_alone(
+    tmp_path: Path, process_output: IO[bytes]
+) -> None:
+    port = free_port()
+    process = await anyio.open_process(
+        [*BOXOFFICE, "simulate", "momo", "--port", str(port)],
+        env=boxoffice_env(tmp_path),
+        stdout=process_output,
+        stderr=process_output,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        refused = await client.post("/collection/token/")
+                        break
+                    except httpx.TransportError:
+                        await anyio.sleep(0.1)
+    finally:
+        process.terminate()
+        await process.wait()
+
+    assert refused.status_code == 401  # no subscription key, no credentials: MoMo's answer

@@ -20,13 +20,12 @@ from boxoffice.inventory import service as inventory
 from boxoffice.inventory.models import Hold
 from boxoffice.orders import service as orders
 from boxoffice.orders.models import IdempotencyKey
-from boxoffice.payments.errors import UnsupportedPaymentMethod
-from boxoffice.payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from boxoffice.payments.providers import Outcome, Providers, RefundOutcome
+from boxoffice.payments.models import Payment, Refund
 from boxoffice.tickets.codes import TicketSigner
 from boxoffice.worker.models import Job
 from tests.factories import create_user
 from tests.orders.helpers import API, free_event, hold
+from tests.payments.fakes import PendingProvider, use_providers
 
 CROCKFORD = "[0-9A-HJKMNP-TV-Z]"
 NUMBER = re.compile(rf"^SAU-{CROCKFORD}{{4}}-{CROCKFORD}{{4}}-\d{{2}}$")  # "Sauti Sol Live"
@@ -180,40 +179,10 @@ def near(moment: datetime, expected: datetime, slack: float = 10) -> bool:
     return abs((moment - expected).total_seconds()) <= slack
 
 
-class FakeMomo:
-    """A remote provider that answers pending and settles only when the test says so."""
-
-    name = "momo"
-    instant = False
-
-    def __init__(self) -> None:
-        self.started: list[uuid.UUID] = []
-
-    def check(self, *, phone: str | None, currency: str, amount_cents: int) -> None:
-        if phone is None:
-            raise UnsupportedPaymentMethod("MoMo needs a phone number.")
-
-    async def start(self, payment: Payment) -> Outcome:
-        self.started.append(payment.id)
-        return Outcome(
-            PaymentStatus.PENDING,
-            reference=f"momo-{payment.id}",
-            instructions="Approve the payment on your phone (*165#).",
-        )
-
-    async def status(self, payment: Payment) -> Outcome:
-        return Outcome(PaymentStatus.PENDING, reference=payment.provider_reference)
-
-    async def refund(self, refund: Refund, payment: Payment) -> RefundOutcome:
-        return RefundOutcome(RefundStatus.SUCCESSFUL)
-
-
 @pytest.fixture
-def momo(app) -> FakeMomo:
-    """A registry of this app's own with the fake MoMo: the deployment's stays untouched."""
-    provider = FakeMomo()
-    app.state.providers = Providers()
-    app.state.providers.register(provider)
+def momo(app) -> PendingProvider:
+    provider = PendingProvider()
+    use_providers(app, provider)
     return provider
 
 
@@ -806,7 +775,7 @@ async def test_the_per_user_limit_counts_live_holds_and_tickets_only(
 
 
 async def test_a_pending_booking_counts_towards_the_per_user_limit(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider
 ) -> None:
     event, (tier, _) = await priced_event(db, max_tickets_per_user=3)
     _, headers = await sign_in()
@@ -1256,7 +1225,7 @@ async def test_ticket_codes_are_signed_and_tamper_evident(
 
 
 async def test_a_paid_booking_waits_for_the_money_then_is_confirmed_once(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo, app
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider, app
 ) -> None:
     event, (tier, vip) = await priced_event(db, capacity=5)
     _, headers = await sign_in(name="Paying Fan")
@@ -1310,7 +1279,7 @@ async def test_a_paid_booking_waits_for_the_money_then_is_confirmed_once(
 
 
 async def test_cancelling_paid_tickets_refunds_them(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider
 ) -> None:
     event, (tier, _) = await priced_event(db)
     _, headers = await sign_in()
@@ -1335,7 +1304,7 @@ async def test_cancelling_paid_tickets_refunds_them(
 
 
 async def test_a_failed_attempt_leaves_the_booking_pending_with_its_seats(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo, app
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider, app
 ) -> None:
     event, (tier, _) = await priced_event(db, capacity=2)
     _, headers = await sign_in()
@@ -1361,7 +1330,7 @@ async def test_a_failed_attempt_leaves_the_booking_pending_with_its_seats(
 
 
 async def test_late_money_retakes_the_seats_when_they_are_still_there(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo, app
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider, app
 ) -> None:
     event, (tier, _) = await priced_event(db, capacity=2)
     _, headers = await sign_in()
@@ -1384,7 +1353,7 @@ async def test_late_money_retakes_the_seats_when_they_are_still_there(
 
 
 async def test_late_money_for_seats_sold_meanwhile_fails_and_is_refunded(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo, app
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider, app
 ) -> None:
     event, (tier, _) = await priced_event(db, capacity=2)
     _, headers = await sign_in()
@@ -1412,7 +1381,7 @@ async def test_late_money_for_seats_sold_meanwhile_fails_and_is_refunded(
 
 
 async def test_cancelling_a_pending_booking_frees_the_seats_and_late_money_is_refunded(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider
 ) -> None:
     event, (tier, _) = await priced_event(db, capacity=2)
     _, headers = await sign_in()
@@ -1537,7 +1506,7 @@ async def test_a_retried_booking_is_answered_again_with_the_same_tickets(
 
 
 async def test_a_retried_paid_booking_starts_one_payment(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider
 ) -> None:
     event, (tier, _) = await priced_event(db)
     _, headers = await sign_in()
@@ -1558,7 +1527,7 @@ async def test_a_retried_paid_booking_starts_one_payment(
 
 
 async def test_a_retried_paid_booking_gets_the_first_answer_again(
-    client: AsyncClient, db: Database, sign_in: SignIn, momo: FakeMomo
+    client: AsyncClient, db: Database, sign_in: SignIn, momo: PendingProvider
 ) -> None:
     """API.md: the same key and body "returns the first response again". A fan whose
     connection dropped retries to learn how to approve the payment: the instructions

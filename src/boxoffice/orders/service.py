@@ -44,7 +44,7 @@ from boxoffice.orders.models import Booking, BookingStatus
 from boxoffice.orders.schemas import BookingCreate, HoldCreate
 from boxoffice.payments.errors import PaymentRequired
 from boxoffice.payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from boxoffice.payments.providers import Outcome, Providers, callback_token
+from boxoffice.payments.providers import Outcome, Providers
 from boxoffice.tickets import service as tickets
 from boxoffice.tickets.models import Ticket, TicketStatus
 from boxoffice.worker.service import enqueue
@@ -53,6 +53,7 @@ log = structlog.get_logger("boxoffice.orders")
 
 T = TypeVar("T")
 RETRY_GRACE = timedelta(seconds=60)  # after a failed payment attempt on an overdue hold
+REFUND_ATTEMPTS = 48
 
 
 # Holds
@@ -332,30 +333,52 @@ async def book(
         created_at=now,
         updated_at=now,
     )
-    payment = Payment(
-        id=uuid.uuid4(),
-        booking_id=booking.id,
-        user_id=user.id,
-        provider=provider.name,
-        amount_cents=hold.total_cents,
-        currency=hold.currency,
-        payer_phone=phone,
-        status=PaymentStatus.PENDING,
-        callback_token=None if provider.instant else callback_token(),
-        created_at=now,
-        updated_at=now,
-    )
     session.add(booking)
     await session.flush()
-    session.add(payment)
-    await session.flush()
+    payment = await add_attempt(
+        session, booking, providers=providers, method=method, phone=phone, now=now
+    )
     BOOKINGS.labels("pending_payment").inc()
-    PAYMENTS.labels(provider.name, "started").inc()
     if provider.instant:
         outcome = await provider.start(payment)
         ttl = hold.expires_at - hold.created_at  # the hold's own, before any extension
         await record_outcome(session, payment.id, outcome, hold_ttl=ttl, now=now)
     return booking, payment
+
+
+async def add_attempt(
+    session: AsyncSession,
+    booking: Booking,
+    *,
+    providers: Providers,
+    method: str,
+    phone: str | None,
+    now: datetime,
+) -> Payment:
+    """A pending payment attempt for `booking`, with the provider's reference when it wants
+    one stored before it is called, and the hash of its callback token."""
+    provider = providers.get(method)
+    payment_id = uuid.uuid4()
+    payment = Payment(
+        id=payment_id,
+        booking_id=booking.id,
+        user_id=booking.user_id,
+        provider=provider.name,
+        amount_cents=booking.total_cents,
+        currency=booking.currency,
+        payer_phone=phone,
+        status=PaymentStatus.PENDING,
+        provider_reference=provider.new_reference(),
+        callback_token_hash=(
+            None if provider.instant else providers.callback_digest("payment", payment_id)
+        ),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    await session.flush()
+    PAYMENTS.labels(provider.name, "started").inc()
+    return payment
 
 
 async def record_outcome(
@@ -377,11 +400,22 @@ async def record_outcome(
             hold_ttl=hold_ttl,
             now=now,
         )
-    elif outcome.reference is not None:
+    else:  # still pending: keep what the provider told us about it
         await session.execute(
             update(Payment)
-            .where(Payment.id == payment_id, Payment.provider_reference.is_(None))
-            .values(provider_reference=outcome.reference, updated_at=now)
+            .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING)
+            .values(
+                provider_reference=func.coalesce(Payment.provider_reference, outcome.reference),
+                instructions=func.coalesce(outcome.instructions, Payment.instructions),
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    if outcome.transaction_id is not None:  # a receipt learnt after the money was recorded
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.provider_transaction_id.is_(None))
+            .values(provider_transaction_id=outcome.transaction_id)
             .execution_options(synchronize_session=False)
         )
 
@@ -625,7 +659,8 @@ async def cancel_booking(
         owned = await tickets.of_bookings(session, [booking.id])
         if any(ticket.status == TicketStatus.USED for ticket in owned):
             raise NotCancellable("A ticket of this booking has been used at the door.")
-        await _cancel_tickets(session, [t.id for t in owned], now=now)
+        valid = [t.id for t in owned if t.status == TicketStatus.VALID]
+        await _cancel_tickets(session, valid, now=now, refuse_used=True)
     elif booking.status == BookingStatus.CANCELLED:
         return booking  # cancelling twice is harmless
     else:
@@ -660,7 +695,7 @@ async def cancel_ticket(
         return
     if ticket.status == TicketStatus.USED:
         raise NotCancellable("This ticket has been used at the door.")
-    await _cancel_tickets(session, [ticket.id], now=now)
+    await _cancel_tickets(session, [ticket.id], now=now, refuse_used=True)
     left = await session.scalar(
         select(func.count(Ticket.id)).where(
             Ticket.booking_id == ticket.booking_id, Ticket.status != TicketStatus.CANCELLED
@@ -715,10 +750,22 @@ async def cancel_event(
 
 
 async def _cancel_tickets(
-    session: AsyncSession, ticket_ids: list[uuid.UUID], *, now: datetime
+    session: AsyncSession, ticket_ids: list[uuid.UUID], *, now: datetime, refuse_used: bool = False
 ) -> None:
-    """Cancel valid tickets, return their seats, and refund what was paid for them."""
+    """Cancel valid tickets, return their seats, and refund what was paid for them.
+
+    With `refuse_used`, a ticket scanned at the door since the caller read it (its update
+    found it `used`) makes the whole cancellation NotCancellable: the fan was let in."""
     cancelled = await tickets.cancel(session, ticket_ids, now=now)
+    if refuse_used and len(cancelled) < len(ticket_ids):
+        missed = set(ticket_ids) - {ticket.id for ticket in cancelled}
+        used = await session.scalar(
+            select(func.count(Ticket.id)).where(
+                Ticket.id.in_(missed), Ticket.status == TicketStatus.USED
+            )
+        )
+        if used:
+            raise NotCancellable("A ticket was used at the door a moment ago.")
     per_tier: dict[uuid.UUID, int] = {}
     for ticket in cancelled:
         per_tier[ticket.ticket_type_id] = per_tier.get(ticket.ticket_type_id, 0) + 1
@@ -765,7 +812,14 @@ async def start_refund(
     session.add(refund)
     await session.flush()
     REFUNDS.labels(reason).inc()
-    enqueue(session, "payments.refund", {"refund_id": str(refund.id)}, now=now)
+    # Retried until the provider confirms: backoff doubles up to an hour, so ~1.5 days.
+    enqueue(
+        session,
+        "payments.refund",
+        {"refund_id": str(refund.id)},
+        now=now,
+        max_attempts=REFUND_ATTEMPTS,
+    )
     return refund
 
 

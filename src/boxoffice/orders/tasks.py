@@ -1,3 +1,4 @@
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,9 @@ async def expire_holds(session: AsyncSession, payload: dict[str, Any], now: date
 async def booking_confirmed(session: AsyncSession, payload: dict[str, Any], now: datetime) -> None:
     # The outbox row of a confirmation. Delivery (e-mail, in-app notification) is the
     # notifications module's; until it exists the confirmation is logged, once per booking.
-    booking = await session.scalar(select(Booking).where(Booking.id == payload["booking_id"]))
+    booking = await session.scalar(
+        select(Booking).where(Booking.id == uuid.UUID(payload["booking_id"]))
+    )
     if booking is None or booking.status != BookingStatus.CONFIRMED:
         return
     log.info("booking.confirmation", booking_id=str(booking.id), reference=booking.reference)
@@ -35,7 +38,7 @@ async def event_cancelled(session: AsyncSession, payload: dict[str, Any], now: d
     # The outbox row telling ticket holders; delivery is the notifications module's.
     holders = await session.scalar(
         select(func.count(func.distinct(Booking.user_id))).where(
-            Booking.event_id == payload["event_id"]
+            Booking.event_id == uuid.UUID(payload["event_id"])
         )
     )
     log.info("event.cancellation", event_id=payload["event_id"], holders=holders)

@@ -21,7 +21,7 @@ from boxoffice.orders.schemas import (
     TicketTypeRef,
     VenueSummary,
 )
-from boxoffice.payments.models import Payment
+from boxoffice.payments.models import Payment, PaymentStatus
 from boxoffice.tickets import service as tickets
 from boxoffice.tickets.codes import TicketSigner
 from boxoffice.tickets.models import Ticket
@@ -119,7 +119,6 @@ async def booking_reads(
     *,
     viewer_id: uuid.UUID,
     signer: TicketSigner,
-    instructions: dict[uuid.UUID, str] | None = None,
 ) -> list[BookingRead]:
     if not bookings:
         return []
@@ -152,8 +151,6 @@ async def booking_reads(
     names = await _tier_names(
         session, {item.ticket_type_id for group in items.values() for item in group}
     )
-    instructions = instructions or {}
-
     reads = []
     for booking in bookings:
         event = events[booking.event_id]
@@ -189,7 +186,9 @@ async def booking_reads(
                     provider=payment.provider,
                     amount=Money(amount=payment.amount_cents, currency=payment.currency),
                     failure_reason=payment.failure_reason,
-                    instructions=instructions.get(payment.id),
+                    instructions=payment.instructions
+                    if payment.status == PaymentStatus.PENDING
+                    else None,
                 )
                 if payment
                 else None,

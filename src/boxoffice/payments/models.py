@@ -39,13 +39,14 @@ class Payment(UUIDPrimaryKey, Base):
     currency: Mapped[str] = mapped_column(String(3))
     payer_phone: Mapped[str | None] = mapped_column(String(16))  # E.164
     status: Mapped[PaymentStatus] = mapped_column(str_enum(PaymentStatus))
-    # The secret in the provider's callback URL that names this payment.
-    callback_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # SHA-256 of the secret in the provider's callback URL that names this payment.
+    callback_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     provider_reference: Mapped[str | None] = mapped_column(String(100), index=True)
     provider_transaction_id: Mapped[str | None] = mapped_column(String(100))
     failure_reason: Mapped[str | None] = mapped_column(String(40))
+    instructions: Mapped[str | None] = mapped_column(String(300))  # what the payer must do
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)  # also: last polled
 
 
 class Refund(UUIDPrimaryKey, Base):
@@ -60,5 +61,8 @@ class Refund(UUIDPrimaryKey, Base):
     reason: Mapped[str] = mapped_column(String(40))  # "cancelled", "seats_gone", "duplicate"…
     status: Mapped[RefundStatus] = mapped_column(str_enum(RefundStatus))
     provider_reference: Mapped[str | None] = mapped_column(String(100))
+    failure_reason: Mapped[str | None] = mapped_column(String(40))
+    # SHA-256 of the secret in the URL where the provider reports the refund's result.
+    callback_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

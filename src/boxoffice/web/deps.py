@@ -19,7 +19,7 @@ from boxoffice.cache import Cache
 from boxoffice.config import Settings
 from boxoffice.db import Database, utcnow
 from boxoffice.errors import Forbidden, Unauthenticated
-from boxoffice.payments.providers import Providers
+from boxoffice.payments.setup import Payments
 from boxoffice.ratelimit import RateLimiter
 from boxoffice.tickets.codes import TicketSigner
 from boxoffice.validation import MAX_LIMIT, MAX_PAGE, PageParams
@@ -165,12 +165,12 @@ async def get_signer(request: Request) -> TicketSigner:
     return request.app.state.signer
 
 
-async def get_providers(request: Request) -> Providers:
-    return request.app.state.providers
+async def get_payments(request: Request) -> Payments:
+    return request.app.state.payments
 
 
 SignerDep = Annotated[TicketSigner, Depends(get_signer)]
-ProvidersDep = Annotated[Providers, Depends(get_providers)]
+PaymentsDep = Annotated[Payments, Depends(get_payments)]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from boxoffice.errors import Busy, DomainError, RateLimited, ValidationFailed
+from boxoffice.errors import Busy, DomainError, ValidationFailed
 from boxoffice.validation import field_errors
 
 log = structlog.get_logger("boxoffice.web")
@@ -70,6 +70,7 @@ _DESCRIPTIONS = {
     415: "Body is not JSON (`unsupported_media_type`)",
     422: "Invalid input (`validation_error` with per-field `errors`)",
     429: "Rate limited (`rate_limited`, with Retry-After)",
+    503: "A dependency is unavailable (`payment_provider_unavailable`, `busy`; Retry-After)",
 }
 
 
@@ -127,8 +128,9 @@ def too_large(max_bytes: int) -> str:
 
 async def _domain_error(_request: Request, exc: DomainError) -> ProblemResponse:
     headers = {}
-    if isinstance(exc, RateLimited | Busy):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return problem(exc.status, exc.code, exc.title, exc.detail, headers=headers, extra=exc.extra)
 
 

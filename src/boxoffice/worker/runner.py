@@ -91,14 +91,18 @@ class Worker:
 
     async def _execute(self, job: jobs.ClaimedJob) -> None:
         handler = registry.find_handler(job.kind)
+        io_handler = registry.find_io_handler(job.kind)
         bound = log.bind(job_id=str(job.id), kind=job.kind, attempt=job.attempts)
         try:
-            if handler is None:
+            if handler is None and io_handler is None:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
             if job.attempts > job.max_attempts:
                 raise RuntimeError("the job's lease ran out on every attempt")
+            if io_handler is not None:
+                await io_handler(self.db, job.payload, self.clock())
             async with self.db.transaction() as session:
-                await handler(session, job.payload, self.clock())
+                if handler is not None:
+                    await handler(session, job.payload, self.clock())
                 if not await jobs.mark_done(session, job, now=self.clock()):
                     raise LeaseLost()
         except LeaseLost:

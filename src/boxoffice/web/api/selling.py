@@ -19,9 +19,19 @@ from boxoffice.orders import idempotency, views
 from boxoffice.orders import service as orders
 from boxoffice.orders.errors import TicketNotFound
 from boxoffice.orders.metrics import HOLDS, SEATS_HELD
-from boxoffice.orders.schemas import BookingCreate, BookingRead, HoldCreate, HoldRead, TicketRead
+from boxoffice.orders.schemas import (
+    BookingCreate,
+    BookingRead,
+    HoldCreate,
+    HoldRead,
+    PaymentChoice,
+    TicketRead,
+)
+from boxoffice.payments import service as payments_service
+from boxoffice.payments import views as payment_views
+from boxoffice.payments.errors import PaymentProviderUnavailable
 from boxoffice.payments.models import Payment, PaymentStatus
-from boxoffice.payments.providers import Providers
+from boxoffice.payments.schemas import PaymentRead
 from boxoffice.tickets import service as tickets
 from boxoffice.tickets.models import TicketStatus
 from boxoffice.validation import Page
@@ -33,7 +43,7 @@ from boxoffice.web.deps import (
     IdempotencyKeyHeader,
     LimiterDep,
     PageDep,
-    ProvidersDep,
+    PaymentsDep,
     ReadSessionDep,
     RecorderDep,
     SessionDep,
@@ -143,14 +153,14 @@ async def release_hold(
 
 
 @router.post(
-    "/bookings", status_code=201, response_model=BookingRead, responses=problems(401, 404, 409)
+    "/bookings", status_code=201, response_model=BookingRead, responses=problems(401, 404, 409, 503)
 )
 async def create_booking(
     body: BookingCreate,
     user: CurrentUser,
     db: DbDep,
     settings: SettingsDep,
-    providers: ProvidersDep,
+    payments: PaymentsDep,
     signer: SignerDep,
     now: Clock,
     idempotency_key: IdempotencyKeyHeader = None,
@@ -162,8 +172,8 @@ async def create_booking(
             session,
             user=user,
             data=body,
-            providers=providers,
-            payment_window=timedelta(seconds=settings.payment_window),
+            providers=payments.providers,
+            payment_window=payments.payment_window,
             now=now,
         )
         if payment.status == PaymentStatus.PENDING:
@@ -171,25 +181,22 @@ async def create_booking(
         (read,) = await views.booking_reads(session, [booking], viewer_id=user.id, signer=signer)
         return read
 
+    scope = "POST /bookings"
     response = await _once(
-        db, user=user, key=idempotency_key, scope="POST /bookings", body=body, now=now, work=book
+        db, user=user, key=idempotency_key, scope=scope, body=body, now=now, work=book
     )
     if not started:
         return response
     # A remote provider is asked only once the booking and its payment are committed, so
     # that a crash in between leaves a pending payment for reconciliation to find.
-    payment = started[0]
-    hold_ttl = timedelta(seconds=settings.hold_ttl)
-    instructions = await _start_payment(db, providers, payment, hold_ttl=hold_ttl, now=now)
+    try:
+        await payments_service.start(db, payments, started[0], now=now)
+    except PaymentProviderUnavailable as exc:
+        await _remember_problem(db, user=user, key=idempotency_key, scope=scope, error=exc)
+        raise
     async with db.read_transaction() as session:
-        booking = await orders.get_booking(session, booking_id=payment.booking_id, viewer=user)
-        (read,) = await views.booking_reads(
-            session,
-            [booking],
-            viewer_id=user.id,
-            signer=signer,
-            instructions={payment.id: instructions} if instructions else None,
-        )
+        booking = await orders.get_booking(session, booking_id=started[0].booking_id, viewer=user)
+        (read,) = await views.booking_reads(session, [booking], viewer_id=user.id, signer=signer)
     content = read.model_dump(mode="json")
     if idempotency_key is not None:  # a retry gets this answer, instructions included
         async with db.transaction() as session:
@@ -197,24 +204,50 @@ async def create_booking(
                 session,
                 user_id=user.id,
                 key=idempotency_key,
-                scope="POST /bookings",
+                scope=scope,
                 status_code=201,
                 body=content,
             )
     return JSONResponse(content, status_code=201)
 
 
-async def _start_payment(
-    db: Database, providers: Providers, payment: Payment, *, hold_ttl: timedelta, now: datetime
-) -> str | None:
-    try:
-        outcome = await providers.get(payment.provider).start(payment)
-    except Exception:  # the provider is down or slow: the attempt stays pending
-        log.exception("payment.start_failed", payment_id=str(payment.id))
-        return None
+async def _remember_problem(
+    db: Database, *, user: User, key: str | None, scope: str, error: DomainError
+) -> None:
+    """A retry with the same Idempotency-Key gets the same problem, naming the booking."""
+    if key is None:
+        return
+    body = {"code": error.code, "title": error.title, "detail": error.detail, **error.extra}
     async with db.transaction() as session:
-        await orders.record_outcome(session, payment.id, outcome, hold_ttl=hold_ttl, now=now)
-    return outcome.instructions
+        await idempotency.remember(
+            session, user_id=user.id, key=key, scope=scope, status_code=error.status, body=body
+        )
+
+
+@router.post(
+    "/bookings/{booking_id}/payments",
+    status_code=201,
+    response_model=PaymentRead,
+    responses=problems(401, 404, 409, 503),
+)
+async def retry_payment(
+    booking_id: uuid.UUID,
+    body: PaymentChoice,
+    user: CurrentUser,
+    db: DbDep,
+    payments: PaymentsDep,
+    now: Clock,
+) -> PaymentRead:
+    """Another attempt for a booking whose last attempt failed (new phone or method)."""
+    async with db.transaction() as session:
+        payment = await payments_service.add_retry(
+            session, payments, booking_id=booking_id, user=user, choice=body, now=now
+        )
+    await payments_service.start(db, payments, payment, now=now)
+    async with db.read_transaction() as session:
+        payment = await payments_service.get_payment(session, payment_id=payment.id, viewer=user)
+        (read,) = await payment_views.payment_reads(session, [payment], viewer=user)
+    return read
 
 
 @router.get("/bookings", responses=problems(401))
