@@ -3,12 +3,14 @@
     .venv/bin/python benchmarks/flash_sale.py [--database postgresql|sqlite] [--workers 2]
         [--variant free|paid] [--capacity 5000] [--fans 500] [--connections 128]
         [--duration 10] [--shards K] [--calibrate]
+        [--provider momo|mpesa|both] [--simulator-delay 2]    (--variant paid)
 
 Creates its own database (as benchmarks/catalog.py does), migrates it, writes an organizer and
 --fans fans straight into it (one password hash for all), starts
 `python -m boxoffice serve --workers N`, and creates two published events through the API as
 the organizer: one with a tier of 1,000,000 seats for step 1, one with a tier of --capacity
-seats for step 2 (free, or 50,000 UGX for --variant paid). Every fan logs in first (timed apart).
+seats for step 2 (free, or 50,000 UGX for --variant paid; 500 KES when M-Pesa pays). Every
+fan logs in first (timed apart).
 
 Step 1: wrk at --connections for --duration seconds against POST /api/v1/holds, one seat per
 hold, each request as the next fan in turn: successful holds/s (201s), latency, every answer by
@@ -17,15 +19,28 @@ Step 2: the whole sale, from a lean asyncio client in a separate process: all fa
 at most --connections connections, each holding 1-4 seats and booking them, until the API
 answers 409 sold_out with available 0. Wall time, rates, latency per step (hold, book), errors
 by status and code, the client's CPU.
+With --variant paid the server mounts the payment simulators (BOXOFFICE_SIMULATORS, answering
+after --simulator-delay seconds) and runs the worker in each web process (reconciliation,
+refunds), and every booking pays: by MoMo from its "succeeds" number, or by M-Pesa from a
+Kenyan number of the booking's own (the simulator refuses a second prompt to a phone), or,
+with --provider both, every other fan by M-Pesa. A booking stays pending_payment until the
+simulator's callback confirms it. After the sale the benchmark waits (at most the delay plus
+60 s) until no booking waits for a pending payment and no refund is pending, then reads from
+the database: confirmed bookings/s (first booking made to last confirmed), the time from hold
+to confirmation (p50/p90/p99/max), payments and refunds by status, and the money invariant:
+a confirmed booking keeps exactly one payment, with nothing of it refunded; any other booking
+got back all that its payments took.
 Then the database itself is read: every seat sold once, none held, a ticket per seat, no shard
-oversold. Prints Markdown with verdicts against the targets (issue 4). With --calibrate, runs
-/work/shared/calibration/run.sh first and compares the hold rate with its bare endpoint.
-Everything it made is removed at the end, also on Ctrl-C or an error.
+oversold (and, paid, the money right). Prints Markdown with verdicts against the targets
+(issue 4). With --calibrate, runs /work/shared/calibration/run.sh first and compares the hold
+rate with its bare endpoint. Everything it made is removed at the end, also on Ctrl-C or an
+error.
 """
 
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -42,6 +57,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -49,7 +65,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, func, insert, inspect
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    exists,
+    func,
+    insert,
+    inspect,
+)
 from sqlalchemy import select as sql_select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
@@ -69,13 +96,18 @@ from benchmarks.common import (
 from boxoffice import migrations
 from boxoffice.accounts.models import Role, User
 from boxoffice.accounts.passwords import hash_password
-from boxoffice.db import Database, utcnow
+from boxoffice.db import Database, UTCDateTime, utcnow
+from boxoffice.payments.money import to_major
 
 CALIBRATION = Path("/work/shared/calibration/run.sh")
 HOLD_EVENT_SEATS = 1_000_000  # step 1's tier: never sells out during a run
-PAID_PRICE = 50_000  # UGX, minor units
+PAID_PRICE = 50_000  # minor units: 50,000 UGX (MoMo), 500.00 KES (M-Pesa: whole shillings)
 MAX_PER_USER = 100  # the API's ceiling for max_tickets_per_user
 MOMO_PHONE = "+256772123456"  # the MoMo simulator's "succeeds" number (API.md)
+MPESA_PHONE_PREFIX = "+2547083"  # and five digits: a Kenyan mobile number per booking
+MPESA_OUTCOME_ENDINGS = {"0001", "1032", "1037", "2001", "1019", "9999", "2040"}  # not "paid"
+SETTLE_GRACE = 60  # seconds past the simulator's delay that payments may take to settle
+MONEY_TAKEN = {"successful", "refunded", "partially_refunded"}  # payment statuses
 # Logins are setup, not measured: a few at a time keep the CPUs busy with argon2. (More at
 # once can exhaust a web process's connection pool: a login holds a read connection while it
 # waits for a write one.)
@@ -104,8 +136,40 @@ TICKETS = Table(
     Column("user_id", Uuid),
     Column("status", String),
 )
-HOLDS = Table("holds", _TABLES, Column("event_id", Uuid), Column("status", String))
-BOOKINGS = Table("bookings", _TABLES, Column("event_id", Uuid), Column("status", String))
+HOLDS = Table(
+    "holds",
+    _TABLES,
+    Column("id", Uuid),
+    Column("event_id", Uuid),
+    Column("status", String),
+    Column("created_at", UTCDateTime),
+)
+BOOKINGS = Table(
+    "bookings",
+    _TABLES,
+    Column("id", Uuid),
+    Column("event_id", Uuid),
+    Column("hold_id", Uuid),
+    Column("status", String),
+    Column("created_at", UTCDateTime),
+    Column("confirmed_at", UTCDateTime),
+)
+PAYMENTS = Table(
+    "payments",
+    _TABLES,
+    Column("id", Uuid),
+    Column("booking_id", Uuid),
+    Column("provider", String),
+    Column("status", String),
+    Column("amount_cents", Integer),
+)
+REFUNDS = Table(
+    "refunds",
+    _TABLES,
+    Column("payment_id", Uuid),
+    Column("status", String),
+    Column("amount_cents", Integer),
+)
 
 
 # Fans and events
@@ -150,8 +214,26 @@ def log_in(client: httpx.Client, email: str, password: str) -> str:
     return response.json()["access_token"]
 
 
+def currency(args: argparse.Namespace) -> str:
+    """M-Pesa takes Kenyan shillings only; the MoMo simulator takes any currency."""
+    return "UGX" if args.variant == "free" or args.provider == "momo" else "KES"
+
+
+def price_label(args: argparse.Namespace) -> str:
+    if args.variant == "free":
+        return "free"
+    return f"{to_major(PAID_PRICE, currency(args)):,} {currency(args)}"
+
+
 def create_event(
-    client: httpx.Client, token: str, *, title: str, capacity: int, price: int, shards: int | None
+    client: httpx.Client,
+    token: str,
+    *,
+    title: str,
+    capacity: int,
+    price: int,
+    currency: str,
+    shards: int | None,
 ) -> tuple[str, str]:
     """A published event in 30 days with one tier, made through the API: (event, tier) ids."""
     tier: dict[str, Any] = {
@@ -168,7 +250,7 @@ def create_event(
         "artists": ["The Benchmarks"],
         "starts_at": starts_at.isoformat(),
         "venue": {"name": "Kololo Ceremonial Grounds", "city": "Kampala", "country": "UG"},
-        "currency": "UGX",
+        "currency": currency,
         "status": "published",
         "max_tickets_per_user": MAX_PER_USER,
         "ticket_types": [tier],
@@ -421,6 +503,23 @@ class SaleStats:
     fans: Counter[str] = field(default_factory=Counter)  # how each fan's loop ended
 
 
+def mpesa_phones() -> Iterator[str]:
+    """Kenyan numbers the M-Pesa simulator lets pay, each once in turn: it refuses a push to
+    a phone whose prompt is still open, and a fan books again before their first prompt is
+    answered, so every booking gets a number of its own."""
+    numbers = (f"{MPESA_PHONE_PREFIX}{n:05d}" for n in range(100_000))
+    return itertools.cycle(phone for phone in numbers if phone[-4:] not in MPESA_OUTCOME_ENDINGS)
+
+
+def payment_choice(provider: str, fan: int, phones: Iterator[str]) -> dict[str, str]:
+    """How a fan pays for one booking; with --provider both, odd fans pay by M-Pesa."""
+    if provider == "both":
+        provider = "mpesa" if fan % 2 else "momo"
+    if provider == "momo":
+        return {"method": "momo", "phone": MOMO_PHONE}
+    return {"method": "mpesa", "phone": next(phones)}
+
+
 async def sale(config: dict[str, Any]) -> dict[str, Any]:
     """Every fan at once: hold 1-4 seats, book them, again, until sold_out with available 0."""
     split = urlsplit(config["base_url"])
@@ -429,6 +528,7 @@ async def sale(config: dict[str, Any]) -> dict[str, Any]:
         pool.put_nowait(Connection(split.hostname or "127.0.0.1", split.port or 80))
     stats = SaleStats()
     paid = config["variant"] == "paid"
+    phones = mpesa_phones()
     timeout = config["request_timeout"]
 
     async def call(step: str, path: str, token: str, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -476,7 +576,7 @@ async def sale(config: dict[str, Any]) -> dict[str, Any]:
                 stats.seats_held += quantity
                 booking: dict[str, Any] = {"hold_id": data["id"]}
                 if paid:
-                    booking["payment"] = {"method": "momo", "phone": MOMO_PHONE}
+                    booking["payment"] = payment_choice(config["provider"], index, phones)
                 status, data = await call("book", "/api/v1/bookings", token, booking)
                 if status == 201 and isinstance(data, dict):
                     stats.bookings[str(data.get("status"))] += 1
@@ -530,13 +630,13 @@ async def sale(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float], ranks: tuple[int, ...] = (50, 95, 99)) -> dict[str, float]:
     ordered = sorted(values)
 
     def rank(p: float) -> float:  # nearest rank
         return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] if ordered else math.nan
 
-    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": rank(100)}
+    return {**{f"p{p}": rank(p) for p in ranks}, "max": rank(100)}
 
 
 def sale_client(config_path: Path) -> None:
@@ -566,6 +666,7 @@ def whole_sale(
         "event_id": event_id,
         "tier_id": tier_id,
         "variant": args.variant,
+        "provider": args.provider,
         "connections": args.connections,
         "sale_timeout": args.sale_timeout,
         "request_timeout": 30,
@@ -594,6 +695,155 @@ def whole_sale(
     result["machine_cpu"] = (jiffies_after[0] - jiffies[0]) / max(1, jiffies_after[1] - jiffies[1])
     result["busy_before"] = busy_before
     return result
+
+
+# Paid tier: the payments settle, then their figures and the money invariant
+
+
+def simulator_env(args: argparse.Namespace) -> dict[str, str]:
+    """The payment simulators mounted in the server, answering after --simulator-delay, and
+    the worker (callbacks' follow-ups, reconciliation, refunds) in every web process."""
+    return {
+        "BOXOFFICE_SIMULATORS": "true",
+        "BOXOFFICE_SIMULATOR_DELAY": str(args.simulator_delay),
+        "BOXOFFICE_IN_PROCESS_WORKER": "true",
+    }
+
+
+def _of_event(event: uuid.UUID) -> Any:
+    """Payments of the event's bookings."""
+    return PAYMENTS.c.booking_id.in_(sql_select(BOOKINGS.c.id).where(BOOKINGS.c.event_id == event))
+
+
+async def unsettled(db: Database, event: uuid.UUID) -> dict[str, int]:
+    """Bookings of the event waiting for a pending payment, and their refunds pending."""
+    waiting = exists().where(PAYMENTS.c.booking_id == BOOKINGS.c.id, PAYMENTS.c.status == "pending")
+    async with db.engine.connect() as connection:  # a new snapshot each time (SQLite)
+        bookings = await connection.scalar(
+            sql_select(func.count()).where(
+                BOOKINGS.c.event_id == event, BOOKINGS.c.status == "pending_payment", waiting
+            )
+        )
+        refunds = await connection.scalar(
+            sql_select(func.count())
+            .select_from(REFUNDS.join(PAYMENTS, REFUNDS.c.payment_id == PAYMENTS.c.id))
+            .where(_of_event(event), REFUNDS.c.status == "pending")
+        )
+    return {"bookings": bookings or 0, "refunds": refunds or 0}
+
+
+async def settle(url: str, event_id: str, patience: float) -> dict[str, Any]:
+    """Wait up to `patience` seconds for every payment of the sale to settle (and every
+    refund it caused); then the paid figures, read from the database."""
+    db = Database.from_url(url)
+    event = uuid.UUID(event_id)
+    started = time.monotonic()
+    try:
+        while True:
+            left = await unsettled(db, event)
+            waited = time.monotonic() - started
+            if not any(left.values()) or waited >= patience:
+                break
+            await asyncio.sleep(0.5)
+        async with db.engine.connect() as connection:
+            figures = await paid_figures(connection, event)
+    finally:
+        await db.dispose()
+    return {"waited": waited, "patience": patience, "left_pending": left, **figures}
+
+
+async def paid_figures(connection: Any, event: uuid.UUID) -> dict[str, Any]:
+    bookings = (
+        await connection.execute(
+            sql_select(
+                BOOKINGS.c.id,
+                BOOKINGS.c.status,
+                BOOKINGS.c.created_at,
+                BOOKINGS.c.confirmed_at,
+                HOLDS.c.created_at.label("held_at"),
+            )
+            .join(HOLDS, HOLDS.c.id == BOOKINGS.c.hold_id)
+            .where(BOOKINGS.c.event_id == event)
+        )
+    ).all()
+    payments = (
+        await connection.execute(
+            sql_select(
+                PAYMENTS.c.id,
+                PAYMENTS.c.booking_id,
+                PAYMENTS.c.provider,
+                PAYMENTS.c.status,
+                PAYMENTS.c.amount_cents,
+            ).where(_of_event(event))
+        )
+    ).all()
+    refunds = (
+        await connection.execute(
+            sql_select(REFUNDS.c.payment_id, REFUNDS.c.status, REFUNDS.c.amount_cents).where(
+                REFUNDS.c.payment_id.in_(sql_select(PAYMENTS.c.id).where(_of_event(event)))
+            )
+        )
+    ).all()
+    refunded: Counter[uuid.UUID] = Counter()
+    for refund in refunds:
+        if refund.status == "successful":
+            refunded[refund.payment_id] += refund.amount_cents
+    return {
+        **confirmation(bookings),
+        "payments": dict(Counter(f"{p.provider} {p.status}" for p in payments).most_common()),
+        "refunds": dict(Counter(refund.status for refund in refunds).most_common()),
+        "money": money(payments, refunded),
+        "money_violations": money_violations(bookings, payments, refunded),
+    }
+
+
+def confirmation(bookings: list[Any]) -> dict[str, Any]:
+    """Confirmed bookings/s, from the first booking made to the last one confirmed, and the
+    time from each confirmed booking's hold to its confirmation (s)."""
+    confirmed = [b for b in bookings if b.status == "confirmed" and b.confirmed_at is not None]
+    span = math.nan
+    if confirmed:
+        first = min(b.created_at for b in bookings)
+        span = (max(b.confirmed_at for b in confirmed) - first).total_seconds()
+    waits = [(b.confirmed_at - b.held_at).total_seconds() for b in confirmed]
+    return {
+        "confirmed": len(confirmed),
+        "confirmation_seconds": span,
+        "confirmed_per_second": len(confirmed) / span if span > 0 else math.nan,
+        "hold_to_confirmed": percentiles(waits, ranks=(50, 90, 99)),
+    }
+
+
+def money(payments: list[Any], refunded: Counter[uuid.UUID]) -> dict[str, int]:
+    """Minor units taken from the fans, and given back."""
+    taken = sum(p.amount_cents for p in payments if p.status in MONEY_TAKEN)
+    return {"taken": taken, "refunded": sum(refunded.values())}
+
+
+def money_violations(
+    bookings: list[Any], payments: list[Any], refunded: Counter[uuid.UUID]
+) -> list[str]:
+    """Bookings whose money is wrong. A confirmed booking keeps exactly one payment, with
+    nothing of it refunded; any other gives back (at least) all that every payment took."""
+    kept: dict[uuid.UUID, list[Any]] = {booking.id: [] for booking in bookings}
+    for payment in payments:
+        if payment.status in MONEY_TAKEN and refunded[payment.id] < payment.amount_cents:
+            kept[payment.booking_id].append(payment)
+    violations = []
+    for booking in bookings:
+        payments_kept = kept[booking.id]
+        if booking.status == "confirmed":
+            whole = [p for p in payments_kept if p.status == "successful" and not refunded[p.id]]
+            if len(payments_kept) == 1 and len(whole) == 1:
+                continue
+        elif not payments_kept:
+            continue
+        states = ", ".join(f"{p.status} {refunded[p.id]}/{p.amount_cents}" for p in payments_kept)
+        violations.append(
+            f"{booking.id} {booking.status}: {len(payments_kept)} payment(s) keep money "
+            f"({states or 'none'}; refunded/amount)"
+        )
+    return violations
 
 
 # The final check, in the database itself
@@ -647,9 +897,13 @@ async def final_check(url: str, event_id: str, tier_id: str, hold_tier_id: str) 
 
 
 def checks(
-    found: dict[str, Any], args: argparse.Namespace, server_errors: int
+    found: dict[str, Any],
+    args: argparse.Namespace,
+    server_errors: int,
+    paid: dict[str, Any] | None = None,
 ) -> list[tuple[str, str, bool | None]]:
-    """(check, what was found, ok or None when it could not be checked)."""
+    """(check, what was found, ok or None when it could not be checked). A paid sale is
+    checked once its payments settled: every seat paid for, none held, the money right."""
     results: list[tuple[str, str, bool | None]] = []
     shards = found.get("shards")
     if shards is None:
@@ -663,9 +917,11 @@ def checks(
         if args.variant == "free":
             results.append(("Σ sold == capacity", f"{sold:,} of {capacity:,}", sold == capacity))
             results.append(("Σ held == 0", f"{held:,}", held == 0))
-        else:  # paid: seats wait in pending bookings (held) until their payment succeeds
-            taken = f"{sold:,} sold + {held:,} held of {capacity:,}"
-            results.append(("Σ sold + Σ held == capacity", taken, sold + held == capacity))
+        else:
+            paid_for = f"{sold:,} of {capacity:,}"
+            results.append(("Σ sold == capacity (all paid for)", paid_for, sold == capacity))
+            holding = f"{held:,} (holds active: {found.get('holds', {}).get('active', 0):,})"
+            results.append(("Σ held == 0 (no payment pending)", holding, held == 0))
         results.append(
             (
                 "no oversell: sold + held ≤ capacity on every shard",
@@ -684,8 +940,29 @@ def checks(
         results.append(
             (f"no fan over max_tickets_per_user ({MAX_PER_USER})", f"{most}", most <= MAX_PER_USER)
         )
+    if paid is not None:
+        results += money_checks(paid)
     results.append(("zero 5xx (logins, step 1, step 2)", f"{server_errors}", server_errors == 0))
     return results
+
+
+def money_checks(paid: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    left, violations = paid["left_pending"], paid["money_violations"]
+    wrong = f"{len(violations)} booking(s) wrong"
+    if violations:
+        wrong += ", e.g. " + "; ".join(violations[:3])
+    return [
+        (
+            f"payments settled within {paid['patience']:.0f} s of the sale",
+            f"{left['bookings']} booking(s) and {left['refunds']} refund(s) pending",
+            not any(left.values()),
+        ),
+        (
+            "money: a confirmed booking keeps exactly one payment, whole; any other is refunded",
+            wrong,
+            not violations,
+        ),
+    ]
 
 
 # Calibration
@@ -719,6 +996,10 @@ def _ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _s(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
 def _answers(answers: dict[str, int]) -> str:
     return ", ".join(f"{key}: {n:,}" for key, n in answers.items()) or "none"
 
@@ -735,12 +1016,13 @@ def report(
     found: dict[str, Any],
     calibration: dict[str, dict[str, float]] | None,
     server_log: str,
+    paid: dict[str, Any] | None = None,
 ) -> str:
     shards = found.get("shards")
     shard_note = f"{len(shards)} shard(s)" if shards is not None else "shards unknown"
     asked = f"--shards {args.shards}" if args.shards else "server default"
     hold_shards = found.get("hold_tier_shards")
-    price = "free" if args.variant == "free" else f"{PAID_PRICE:,} UGX"
+    price = price_label(args)
     lines = [
         f"## Flash sale: {args.database}, {args.workers} web process(es), {args.variant} tier",
         "",
@@ -813,7 +1095,9 @@ def report(
     ]
     server_errors = count_5xx(step1.statuses) + count_5xx(step1.warmup_statuses)
     server_errors += count_5xx(step2["answers"]) + count_5xx(logins.statuses)
-    results = checks(found, args, server_errors)
+    if paid is not None:
+        lines += paid_report(args, paid, found, server_log)
+    results = checks(found, args, server_errors, paid)
     lines += [
         "",
         "### Final check (the database itself)",
@@ -842,10 +1126,53 @@ def report(
     return "\n".join(lines)
 
 
+def failed_callbacks(server_log: str) -> int:
+    """Payment callbacks the server failed (5xx): the provider gives up on them, and
+    reconciliation must find those payments."""
+    return sum(
+        '"request.failed"' in line and "/payments/callbacks/" in line
+        for line in server_log.splitlines()
+    )
+
+
+def paid_report(
+    args: argparse.Namespace, paid: dict[str, Any], found: dict[str, Any], server_log: str
+) -> list[str]:
+    left = paid["left_pending"]
+    settled = f"{paid['waited']:.1f} s"
+    if any(left.values()):
+        settled = (
+            f"not within {paid['patience']:.0f} s: {left['bookings']} booking(s) "
+            f"and {left['refunds']} refund(s) still pending"
+        )
+    waits = paid["hold_to_confirmed"]
+    money_ = {key: f"{to_major(n, currency(args)):,}" for key, n in paid["money"].items()}
+    return [
+        "",
+        f"### Step 2, paid: the payments through the {args.provider} simulator(s), "
+        f"answering after {args.simulator_delay:g} s",
+        "",
+        "| measure | value |",
+        "|---|---:|",
+        f"| every payment settled after the sale in | {settled} |",
+        f"| bookings by final status | {_answers(found.get('bookings', {}))} |",
+        f"| **confirmed bookings/s** (first booking to last confirmation) | "
+        f"**{paid['confirmed_per_second']:,.1f}** ({paid['confirmed']:,} in "
+        f"{_s(paid['confirmation_seconds'])} s) |",
+        f"| hold to confirmed p50 / p90 / p99 / max | {_s(waits['p50'])} / {_s(waits['p90'])} "
+        f"/ {_s(waits['p99'])} / {_s(waits['max'])} s |",
+        f"| payments by provider, status | {_answers(paid['payments'])} |",
+        f"| refunds by status | {_answers(paid['refunds'])} |",
+        f"| callbacks the server failed (request.failed in its log) | "
+        f"{failed_callbacks(server_log):,} |",
+        f"| money taken / refunded | {money_['taken']} / {money_['refunded']} {currency(args)} |",
+    ]
+
+
 def log_records(text: str) -> list[str]:
     """The server's log without its start-up banner; JSON records shortened to one line each
     plus the last lines of their traceback."""
-    banner = ("Database at revision", "boxoffice is at")
+    banner = ("Database at revision", "boxoffice is at", "Payment simulators", "all simulator at")
     records = []
     for line in text.splitlines():
         if not line.strip() or line.startswith(banner):
@@ -917,6 +1244,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="postgresql")
     parser.add_argument("--workers", type=int, default=2, help="web processes")
     parser.add_argument("--variant", choices=("free", "paid"), default="free")
+    parser.add_argument(
+        "--provider",
+        choices=("momo", "mpesa", "both"),
+        default="momo",
+        help="how --variant paid pays (both: every other fan by M-Pesa; M-Pesa prices in KES)",
+    )
+    parser.add_argument(
+        "--simulator-delay",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how long the simulated payers take to pay (--variant paid)",
+    )
     parser.add_argument("--capacity", type=int, default=5_000, help="seats on sale in step 2")
     parser.add_argument("--fans", type=int, default=500, help="distinct users")
     parser.add_argument("--connections", type=int, default=128)
@@ -970,6 +1310,8 @@ def main() -> None:
         organizer, emails = asyncio.run(seed_users(url, args.fans, password))
         env = server_env(url, workdir)
         env["BOXOFFICE_ACCESS_TOKEN_TTL"] = str(3600)  # the tokens outlive a long run
+        if args.variant == "paid":
+            env.update(simulator_env(args))
         log = workdir / "serve.log"
         server = Server(env, log, workers=args.workers)
         if args.server_log:
@@ -985,6 +1327,7 @@ def main() -> None:
                 title="Flash Sale Holds Benchmark",
                 capacity=HOLD_EVENT_SEATS,
                 price=0 if args.variant == "free" else PAID_PRICE,
+                currency=currency(args),
                 shards=args.shards,
             )
             sale_event, sale_tier = create_event(
@@ -993,6 +1336,7 @@ def main() -> None:
                 title="Flash Sale",
                 capacity=args.capacity,
                 price=0 if args.variant == "free" else PAID_PRICE,
+                currency=currency(args),
                 shards=args.shards,
             )
         print(f"Logging {args.fans:,} fans in …")
@@ -1009,9 +1353,18 @@ def main() -> None:
         print(f"Step 2: selling {args.capacity:,} seats to {args.fans:,} fans …")
         step2 = whole_sale(server, args, database, workdir, tokens, sale_event, sale_tier)
         print(f"  {step2['wall']:.2f} s; {_answers(step2['answers'])}")
+        paid = None
+        if args.variant == "paid":
+            patience = args.simulator_delay + SETTLE_GRACE
+            print(f"Waiting up to {patience:.0f} s for the payments to settle …")
+            paid = asyncio.run(settle(url, sale_event, patience))
+            print(
+                f"  {paid['waited']:.1f} s; {paid['confirmed']:,} bookings confirmed, "
+                f"{paid['confirmed_per_second']:,.1f}/s"
+            )
         found = asyncio.run(final_check(url, sale_event, sale_tier, hold_tier))
         server_log = log.read_text(errors="replace") if log.exists() else ""
-        text = report(args, logins, step1, step2, found, calibration, server_log)
+        text = report(args, logins, step1, step2, found, calibration, server_log, paid)
         print("\n" + text)
         if args.json:
             figures = {
@@ -1023,6 +1376,8 @@ def main() -> None:
                 "final_check": found,
                 "calibration": calibration,
             }
+            if paid is not None:
+                figures["payments"] = paid
             args.json.write_text(json.dumps(figures, indent=2, default=str))
 
 
