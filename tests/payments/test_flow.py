@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from boxoffice.accounts import service as accounts
 from boxoffice.accounts.models import Role, User
+from boxoffice.catalog.models import Event
 from boxoffice.db import utcnow
 from boxoffice.inventory import audit
 from boxoffice.inventory import service as inventory
@@ -527,3 +528,31 @@ async def _user_of(site: Site, headers: dict[str, str]) -> User:
     me = (await site.client.get(f"{API}/users", headers=headers)).json()
     async with site.db.read_transaction() as session:
         return await session.get_one(User, uuid.UUID(me["id"]))
+
+
+@pytest.mark.parametrize(("method", "currency", "phone"), PROVIDERS, ids=IDS)
+async def test_calling_the_event_off_refunds_every_payment_through_the_provider(
+    site: Site, method: str, currency: str, phone: str
+) -> None:
+    fan, late = await site.fans(2)
+    event_id, tier = await site.tier(currency)
+    paid = await site.book(fan, event_id, tier, method=method, phone=phone)
+    await site.settled(fan, paid["id"])
+    site.switch(method, delay=60)  # this one is still waiting for the payer
+    pending = await site.book(late, event_id, tier, method=method, phone=phone[:-4] + "5678")
+    site.switch(method, delay=0.1)  # refunds answer quickly again
+
+    async with site.db.transaction() as session:
+        event = await session.get_one(Event, event_id)
+        organizer = await session.get_one(User, event.organizer_id)
+        await orders.cancel_event(session, event_id=event_id, manager=organizer, now=utcnow())
+    await site.settle_refunds()
+
+    assert (await site.booking(fan, paid["id"]))["status"] == "cancelled"
+    assert (await site.booking(late, pending["id"]))["status"] == "cancelled"
+    refunded = (
+        await site.client.get(f"{API}/payments/{paid['payment']['id']}", headers=fan)
+    ).json()
+    assert refunded["status"] == "refunded", refunded
+    assert [r["status"] for r in refunded["refunds"]] == ["successful"]
+    assert (await stock(site, tier)).sold == (await stock(site, tier)).held == 0

@@ -61,8 +61,9 @@ def _take_statement(dialect: str, sell: bool) -> Update:
         .order_by(func.random())
         .limit(1)
     )
-    if dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+    if dialect == "postgresql":  # NO KEY UPDATE: a hold item just inserted (its foreign key
+        # share-locks the shard) must not make the shard look taken
+        pick = pick.with_for_update(skip_locked=True, key_share=True)
     return (
         update(TicketStock)
         .where(TicketStock.id == pick.scalar_subquery(), _free() >= quantity)
@@ -80,7 +81,7 @@ async def _gather(
             select(TicketStock.id, _free())
             .where(TicketStock.ticket_type_id == ticket_type_id)
             .order_by(TicketStock.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).all()
     left = sum(max(free, 0) for _, free in shards)
@@ -168,7 +169,7 @@ async def unsell(session: AsyncSession, ticket_type_id: uuid.UUID, quantity: int
             select(TicketStock.id, TicketStock.sold)
             .where(TicketStock.ticket_type_id == ticket_type_id)
             .order_by(TicketStock.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).all()
     wanted = quantity

@@ -147,7 +147,9 @@ async def place_hold(
 
 
 # Built once: composing a statement costs more CPU than running it on a hot path.
-_LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update()
+# NO KEY UPDATE: it queues the same user's holds, yet lets foreign keys to the user (a ticket
+# issued to them by a confirmation in flight) through: FOR UPDATE would block those.
+_LOCK_USER = select(User.id).where(User.id == bindparam("user_id")).with_for_update(key_share=True)
 _SEATS_OF_USER = select(
     select(func.coalesce(func.sum(Hold.quantity), 0))
     .where(

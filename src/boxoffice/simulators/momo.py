@@ -18,6 +18,7 @@ call (tokens and provisioning included); a hang does the work, then holds the an
 import asyncio
 import base64
 import binascii
+import functools
 import itertools
 import secrets
 import uuid
@@ -248,8 +249,8 @@ class MomoSimulator(Simulator):
             callback_method,
             refund_of=original.reference if original else None,
         )
-        if due_at is not None:
-            self.later(due_at - self.now(), self._settle_due)
+        if due_at is not None:  # this one, not "whatever is due": a timer may wake a hair early
+            self.later(due_at - self.now(), functools.partial(self._settle_one, reference))
 
     def _accept(
         self, product: Product, request: Request, body: bytes
@@ -351,8 +352,10 @@ class MomoSimulator(Simulator):
             self._finish(transaction)
         return len(due)
 
-    async def _settle_due(self) -> None:
-        await self.settle()
+    async def _settle_one(self, reference: str) -> None:
+        transaction = self.transactions[reference]
+        if transaction.status == PENDING:
+            self._finish(transaction)
 
     def _finish(self, transaction: Transaction) -> None:
         transaction.status = transaction.scenario.status
