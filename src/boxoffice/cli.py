@@ -209,28 +209,42 @@ def _load_demo(settings: Settings) -> None:
 
 @app.command()
 def audit() -> None:
-    """Check the selling invariants on the database and report any drift (exit 1 if so)."""
-    from boxoffice.db import Database
+    """Check the selling invariants and the money on the database; report any drift, and
+    refunds or payments stuck for a person to look at (exit 1 if so)."""
+    from datetime import timedelta
+
+    from boxoffice.db import Database, utcnow
     from boxoffice.inventory import audit as stock_audit
+    from boxoffice.payments import audit as money_audit
 
     settings = _settings()
 
-    async def run() -> list[stock_audit.Drift]:
+    async def run() -> tuple[list[stock_audit.Drift], list[money_audit.Stuck]]:
         db = Database.from_url(settings.database_url)
         try:
-            with console.status("Checking every stock shard and tier…"):
+            with console.status("Checking every stock shard and tier, refunds and payments…"):
                 async with db.read_transaction() as session:
-                    return await stock_audit.check(session)
+                    drifts = await stock_audit.check(session)
+                    stuck = await money_audit.stuck(
+                        session,
+                        now=utcnow(),
+                        payment_window=timedelta(seconds=settings.payment_window),
+                    )
+                    return drifts, stuck
         finally:
             await db.dispose()
 
-    drifts = asyncio.run(run())
+    drifts, stuck = asyncio.run(run())
     for drift in drifts:
         console.print(f"[red]drift[/red] {drift}")
-    if drifts:
-        console.print(f"[red]{len(drifts)} drift(s) found.[/red]")
+    for item in stuck:
+        console.print(f"[red]stuck[/red] {item}")
+    if drifts or stuck:
+        console.print(
+            f"[red]{len(drifts)} drift(s), {len(stuck)} stuck refund(s)/payment(s).[/red]"
+        )
         raise typer.Exit(1)
-    console.print("Stock, holds and tickets agree: no drift.")
+    console.print("Stock, holds and tickets agree (no drift); no refund or payment is stuck.")
 
 
 @app.command("create-admin")

@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.db import Database
+from boxoffice.payments import audit
 from boxoffice.payments import service as payments_service
 from boxoffice.payments.setup import configured
-from boxoffice.worker.registry import io_job
+from boxoffice.worker.registry import io_job, job
 
 log = structlog.get_logger("boxoffice.payments")
 
@@ -25,3 +27,10 @@ async def reconcile(db: Database, payload: dict[str, Any], now: datetime) -> Non
     polled = await payments_service.reconcile(db, configured(), now=now)
     if polled:
         log.info("payments.reconciled", polled=polled)
+
+
+@job("payments.audit")
+async def audit_money(session: AsyncSession, payload: dict[str, Any], now: datetime) -> None:
+    found = await audit.stuck(session, now=now, payment_window=configured().payment_window)
+    for item in found:
+        log.error("payments.stuck", problem=str(item))
