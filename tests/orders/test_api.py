@@ -21,6 +21,7 @@ from boxoffice.inventory.models import Hold
 from boxoffice.orders import service as orders
 from boxoffice.orders.models import IdempotencyKey
 from boxoffice.payments.models import Payment, Refund
+from boxoffice.tickets import service as tickets_service
 from boxoffice.tickets.codes import TicketSigner
 from boxoffice.worker.models import Job
 from tests.factories import create_user
@@ -621,6 +622,46 @@ async def test_who_may_read_and_cancel_a_ticket(
     assert_problem(
         await client.get(f"{API}/tickets/{uuid.uuid4()}", headers=admin), 404, "not_found"
     )
+
+
+async def test_the_owner_downloads_a_ticket_as_a_pdf(
+    client: AsyncClient, db: Database, sign_in: SignIn, log_in: LogIn, app
+) -> None:
+    event, (tier, _) = await free_event(db, title="Fête de la Musique — Ségou")
+    fan, owner = await sign_in(name="Aïcha Ǹdiaye 李")
+    ticket = (await bought(client, owner, event, {tier: 1}))["tickets"][0]
+    organizer = await log_in(await organizer_of(db, event))
+    _, admin = await sign_in(Role.ADMIN)
+    _, stranger = await sign_in()
+    path = f"{API}/tickets/{ticket['id']}/pdf"
+
+    got = await client.get(path, headers=owner)
+
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "application/pdf"
+    assert got.headers["content-disposition"] == f'inline; filename="{ticket["number"]}.pdf"'
+    assert got.content.startswith(b"%PDF-")
+    assert got.content.rstrip().endswith(b"%%EOF")
+    async with db.read_transaction() as session:  # what the page shows
+        sheet = await tickets_service.sheet(
+            session, ticket_id=uuid.UUID(ticket["id"]), owner_id=fan.id, signer=app.state.signer
+        )
+    assert sheet.code == ticket["code"]
+    assert app.state.signer.verify(sheet.code) == uuid.UUID(ticket["id"])
+    assert (sheet.number, sheet.holder, sheet.event_title) == (
+        ticket["number"],
+        "Aïcha Ǹdiaye 李",
+        "Fête de la Musique — Ségou",
+    )
+    for headers in (stranger, organizer, admin):  # the code is the owner's alone
+        assert_problem(await client.get(path, headers=headers), 404, "not_found")
+    assert_problem(await client.get(path), 401, "unauthenticated")
+    assert_problem(
+        await client.get(f"{API}/tickets/{uuid.uuid4()}/pdf", headers=owner), 404, "not_found"
+    )
+    assert (await client.get(f"{API}/tickets/not-a-uuid/pdf", headers=owner)).status_code == 422
+    assert (await client.delete(f"{API}/tickets/{ticket['id']}", headers=owner)).status_code == 204
+    assert_problem(await client.get(path, headers=owner), 409, "ticket_cancelled")
 
 
 # Holds: business errors

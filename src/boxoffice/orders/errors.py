@@ -5,10 +5,6 @@ class BookingNotFound(NotFound):
     title = "Booking not found"
 
 
-class TicketNotFound(NotFound):
-    title = "Ticket not found"
-
-
 class CancellationClosed(Conflict):
     code, title = "cancellation_closed", "It is too late to cancel"
 

@@ -33,12 +33,7 @@ from boxoffice.inventory.errors import (
     TicketLimitExceeded,
 )
 from boxoffice.inventory.models import Hold, HoldItem, HoldStatus
-from boxoffice.orders.errors import (
-    BookingNotFound,
-    CancellationClosed,
-    NotCancellable,
-    TicketNotFound,
-)
+from boxoffice.orders.errors import BookingNotFound, CancellationClosed, NotCancellable
 from boxoffice.orders.metrics import BOOKINGS, HOLDS_ENDED, PAYMENTS, REFUNDS
 from boxoffice.orders.models import Booking, BookingStatus
 from boxoffice.orders.schemas import BookingCreate, HoldCreate
@@ -46,6 +41,7 @@ from boxoffice.payments.errors import PaymentRequired
 from boxoffice.payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from boxoffice.payments.providers import Outcome, Providers
 from boxoffice.tickets import service as tickets
+from boxoffice.tickets.errors import TicketNotFound
 from boxoffice.tickets.models import Ticket, TicketStatus
 from boxoffice.worker.service import enqueue
 

@@ -1,6 +1,10 @@
 from boxoffice.errors import Conflict, NotFound
 
 
+class TicketNotFound(NotFound):
+    title = "Ticket not found"
+
+
 class InvalidTicket(NotFound):
     code, title = "invalid_ticket", "Not a ticket to this event"
 

@@ -8,9 +8,17 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from boxoffice.catalog.models import Event, TicketType
 from boxoffice.inventory.models import HoldItem
-from boxoffice.tickets.errors import AlreadyCheckedIn, InvalidTicket, TicketCancelled
+from boxoffice.tickets.codes import TicketSigner
+from boxoffice.tickets.errors import (
+    AlreadyCheckedIn,
+    InvalidTicket,
+    TicketCancelled,
+    TicketNotFound,
+)
 from boxoffice.tickets.models import Ticket, TicketStatus
+from boxoffice.tickets.pdf import TicketSheet
 
 # Crockford's base32: no I, L, O or U, so a number read out over the phone is unambiguous.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -114,6 +122,40 @@ async def get_visible(
     if not is_admin:
         query = query.where(Ticket.user_id == viewer_id)
     return await session.scalar(query)
+
+
+async def sheet(
+    session: AsyncSession, *, ticket_id: uuid.UUID, owner_id: uuid.UUID, signer: TicketSigner
+) -> TicketSheet:
+    """What the owner's ticket PDF shows. Only the owner's (404 otherwise, as for the
+    code itself); a cancelled ticket has no sheet (409 ticket_cancelled)."""
+    row = (
+        await session.execute(
+            select(Ticket, TicketType.name, Event)
+            .join(TicketType, TicketType.id == Ticket.ticket_type_id)
+            .join(Event, Event.id == Ticket.event_id)
+            .where(Ticket.id == ticket_id, Ticket.user_id == owner_id)
+        )
+    ).first()
+    if row is None:
+        raise TicketNotFound()
+    ticket, tier, event = row
+    if ticket.status == TicketStatus.CANCELLED:
+        raise TicketCancelled("This ticket was cancelled; it no longer admits anyone.")
+    return TicketSheet(
+        number=ticket.number,
+        code=signer.sign(ticket.id),
+        holder=ticket.holder_name,
+        tier=tier,
+        price_minor=ticket.price_cents,
+        currency=ticket.currency,
+        event_title=event.title,
+        starts_at=event.starts_at,
+        timezone=event.timezone,
+        venue=event.venue_name,
+        city=event.city,
+        country=event.country,
+    )
 
 
 async def check_in(

@@ -17,7 +17,6 @@ from boxoffice.db import Database
 from boxoffice.errors import DomainError
 from boxoffice.orders import idempotency, views
 from boxoffice.orders import service as orders
-from boxoffice.orders.errors import TicketNotFound
 from boxoffice.orders.metrics import HOLDS, SEATS_HELD
 from boxoffice.orders.schemas import (
     BookingCreate,
@@ -32,7 +31,9 @@ from boxoffice.payments import views as payment_views
 from boxoffice.payments.errors import PaymentProviderUnavailable
 from boxoffice.payments.models import Payment, PaymentStatus
 from boxoffice.payments.schemas import PaymentRead
+from boxoffice.tickets import pdf
 from boxoffice.tickets import service as tickets
+from boxoffice.tickets.errors import TicketNotFound
 from boxoffice.tickets.models import TicketStatus
 from boxoffice.validation import Page
 from boxoffice.web.api import api_router
@@ -311,6 +312,23 @@ async def read_ticket(
         raise TicketNotFound()
     (read,) = await views.ticket_reads(session, [ticket], viewer_id=user.id, signer=signer)
     return read
+
+
+@router.get(
+    "/tickets/{ticket_id}/pdf",
+    response_class=Response,
+    responses={**problems(401, 404, 409), 200: {"content": {"application/pdf": {}}}},
+)
+async def ticket_pdf(
+    ticket_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep, signer: SignerDep
+) -> Response:
+    """The owner's ticket to print or show at the door: QR code, event, tier, holder, number."""
+    sheet = await tickets.sheet(session, ticket_id=ticket_id, owner_id=user.id, signer=signer)
+    return Response(
+        pdf.render(sheet),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{sheet.number}.pdf"'},
+    )
 
 
 @router.delete("/tickets/{ticket_id}", status_code=204, responses=WRITE)
