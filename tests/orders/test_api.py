@@ -278,6 +278,20 @@ async def test_releasing_an_overdue_hold_expires_it(
     assert (await stock(db, tier)).held == 0
 
 
+async def test_an_overdue_hold_reads_as_expired_before_the_sweep(
+    client: AsyncClient, db: Database, sign_in: SignIn
+) -> None:
+    event, (tier, _) = await free_event(db, capacity=3)
+    _, headers = await sign_in()
+    created = await hold(client, headers, event.id, {tier: 2})
+    await set_hold(db, created["id"], expires_at=utcnow() - timedelta(seconds=1))
+
+    read = await client.get(f"{API}/holds/{created['id']}", headers=headers)
+
+    assert read.json()["status"] == "expired"
+    assert (await stock(db, tier)).held == 2  # nothing moved: the sweep returns the seats
+
+
 async def test_a_booked_hold_cannot_be_released_on_its_own(
     client: AsyncClient, db: Database, sign_in: SignIn
 ) -> None:

@@ -91,6 +91,16 @@ class Site:
         assert booked.status_code == expect, booked.text
         return booked.json()
 
+    async def pay_again(
+        self, fan: dict[str, str], booking_id: str, *, method: str, phone: str
+    ) -> httpx.Response:
+        """POST /bookings/{id}/payments: another attempt after a failed one."""
+        return await self.client.post(
+            f"{API}/bookings/{booking_id}/payments",
+            json={"method": method, "phone": phone},
+            headers=fan,
+        )
+
     async def booking(self, fan: dict[str, str], booking_id: str) -> dict[str, Any]:
         response = await self.client.get(f"{API}/bookings/{booking_id}", headers=fan)
         assert response.status_code == 200, response.text

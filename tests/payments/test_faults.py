@@ -93,11 +93,7 @@ async def _follow(
         return  # settles after the rest: late money for an expired hold
     settled = await site.settled(fan, booking["id"], within=3)
     if plan == "fail_then_retry" and settled["payment"]["status"] == "failed":
-        await site.client.post(
-            f"{API}/bookings/{booking['id']}/payments",
-            json={"method": provider, "phone": phone(provider, index)},
-            headers=fan,
-        )
+        await site.pay_again(fan, booking["id"], method=provider, phone=phone(provider, index))
     elif plan == "cancel_when_paid" and settled["status"] == "confirmed":
         await site.client.post(f"{API}/bookings/{booking['id']}/cancel", headers=fan)
 

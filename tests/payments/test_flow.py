@@ -115,11 +115,7 @@ async def test_a_failed_attempt_keeps_the_seats_and_a_retry_confirms(
     assert failed["payment"]["status"] == "failed"
     assert failed["payment"]["failure_reason"] == reason
     assert (await stock(site, tier)).held == 2
-    retry = await site.client.post(
-        f"{API}/bookings/{booking['id']}/payments",
-        json={"method": method, "phone": good},
-        headers=fan,
-    )
+    retry = await site.pay_again(fan, booking["id"], method=method, phone=good)
     assert retry.status_code == 201, retry.text
     assert retry.json()["status"] == "pending"
     done = await site.settled(fan, booking["id"])
@@ -160,11 +156,7 @@ async def test_a_retry_while_an_attempt_is_pending_is_refused(site: Site) -> Non
     site.switch("momo", delay=30)
     booking = await site.book(fan, event_id, tier, method="momo", phone=MOMO_OK)
 
-    retry = await site.client.post(
-        f"{API}/bookings/{booking['id']}/payments",
-        json={"method": "momo", "phone": MOMO_OK},
-        headers=fan,
-    )
+    retry = await site.pay_again(fan, booking["id"], method="momo", phone=MOMO_OK)
 
     assert retry.status_code == 409
     assert retry.json()["code"] == "payment_in_progress"
@@ -176,11 +168,7 @@ async def test_paying_for_a_confirmed_booking_is_refused(site: Site) -> None:
     booking = await site.book(fan, event_id, tier, method="momo", phone=MOMO_OK)
     await site.settled(fan, booking["id"])
 
-    retry = await site.client.post(
-        f"{API}/bookings/{booking['id']}/payments",
-        json={"method": "momo", "phone": MOMO_OK},
-        headers=fan,
-    )
+    retry = await site.pay_again(fan, booking["id"], method="momo", phone=MOMO_OK)
 
     assert retry.status_code == 409
     assert retry.json()["code"] == "booking_not_payable"
@@ -343,11 +331,7 @@ async def test_a_provider_down_at_start_is_a_clear_503_and_the_hold_is_kept(
     assert booking["status"] == "pending_payment"
     assert (await stock(site, tier)).held == 2
     site.switch(method, faults=[])
-    retry = await site.client.post(
-        f"{API}/bookings/{booking['id']}/payments",
-        json={"method": method, "phone": phone},
-        headers=fan,
-    )
+    retry = await site.pay_again(fan, booking["id"], method=method, phone=phone)
     assert retry.status_code == 201, retry.text
     assert (await site.settled(fan, booking["id"]))["status"] == "confirmed"
 
@@ -444,11 +428,7 @@ async def test_payments_are_the_owners_and_admins_see_the_whole_phone(site: Site
     event_id, tier = await site.tier("UGX")
     booking = await site.book(fan, event_id, tier, method="momo", phone="+46733123451")
     await site.settled(fan, booking["id"])
-    await site.client.post(
-        f"{API}/bookings/{booking['id']}/payments",
-        json={"method": "momo", "phone": MOMO_OK},
-        headers=fan,
-    )
+    await site.pay_again(fan, booking["id"], method="momo", phone=MOMO_OK)
 
     mine = (await site.client.get(f"{API}/payments?limit=1", headers=fan)).json()
     assert mine["total"] == 2

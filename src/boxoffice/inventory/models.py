@@ -61,6 +61,10 @@ class Hold(UUIDPrimaryKey, Base):
         lazy="raise", order_by="(HoldItem.ticket_type_id, HoldItem.stock_id)"
     )
 
+    def is_overdue(self, now: datetime) -> bool:
+        """Active but past its expiry: expired for every purpose, until the sweep says so."""
+        return self.status == HoldStatus.ACTIVE and self.expires_at <= now
+
 
 class HoldItem(UUIDPrimaryKey, Base):
     """Seats of one tier taken from one shard: they go back to that shard."""

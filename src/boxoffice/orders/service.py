@@ -232,9 +232,7 @@ async def release_hold(
         raise HoldNotActive("This hold belongs to a booking; cancel the booking instead.")
     if hold.status == HoldStatus.RELEASED:
         return  # DELETE is idempotent
-    if hold.status == HoldStatus.EXPIRED or (
-        hold.status == HoldStatus.ACTIVE and hold.expires_at <= now
-    ):
+    if hold.status == HoldStatus.EXPIRED or hold.is_overdue(now):
         await expire_holds(session, [hold.id], now=now)
         return  # the seats are back already
     if not await holds.end(session, [hold.id], HoldStatus.RELEASED, now=now, unbooked=True):
@@ -288,9 +286,7 @@ async def book(
     starts the attempt with the provider after the commit (start_payment).
     """
     hold = await get_hold(session, hold_id=data.hold_id, user=user)
-    if hold.status == HoldStatus.EXPIRED or (
-        hold.status == HoldStatus.ACTIVE and hold.expires_at <= now
-    ):
+    if hold.status == HoldStatus.EXPIRED or hold.is_overdue(now):
         raise HoldExpired("The hold has expired; hold the seats again.")
     if hold.status != HoldStatus.ACTIVE or hold.booking_id is not None:
         raise HoldNotActive(f"The hold is {'booked' if hold.booking_id else hold.status.value}.")

@@ -3,12 +3,13 @@
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.catalog.models import Event, TicketType
-from boxoffice.inventory.models import Hold, HoldItem
+from boxoffice.inventory.models import Hold, HoldItem, HoldStatus
 from boxoffice.orders.models import Booking, BookingStatus
 from boxoffice.orders.schemas import (
     BookingItemRead,
@@ -56,8 +57,14 @@ def _grouped(items: Sequence[HoldItem], names: dict[uuid.UUID, str], currency: s
 
 
 async def hold_read(
-    session: AsyncSession, hold: Hold, *, names: dict[uuid.UUID, str] | None = None
+    session: AsyncSession,
+    hold: Hold,
+    *,
+    names: dict[uuid.UUID, str] | None = None,
+    now: datetime | None = None,
 ) -> HoldRead:
+    """The hold as API.md shows it. Given `now`, an active hold past its expiry reads as
+    expired, as every request that touches it treats it, before the sweep catches up."""
     items = hold.__dict__.get("items")
     if items is None:
         items = list(
@@ -76,7 +83,7 @@ async def hold_read(
         items=[HoldItemRead(**item) for item in _grouped(items, names, hold.currency)],
         total=Money(amount=hold.total_cents, currency=hold.currency),
         expires_at=hold.expires_at,
-        status=hold.status,
+        status=HoldStatus.EXPIRED if now and hold.is_overdue(now) else hold.status,
         booking_id=hold.booking_id,
     )
 

@@ -140,9 +140,11 @@ async def create_hold(
 
 
 @router.get("/holds/{hold_id}", responses=READ)
-async def read_hold(hold_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep) -> HoldRead:
+async def read_hold(
+    hold_id: uuid.UUID, user: CurrentUser, session: ReadSessionDep, now: Clock
+) -> HoldRead:
     hold = await orders.get_hold(session, hold_id=hold_id, user=user)
-    return await views.hold_read(session, hold)
+    return await views.hold_read(session, hold, now=now)
 
 
 @router.delete("/holds/{hold_id}", status_code=204, responses=WRITE)
