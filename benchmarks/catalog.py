@@ -16,11 +16,9 @@ import contextlib
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,15 +34,15 @@ from benchmarks.common import (
     CpuMeter,
     Server,
     ensure_wrk,
-    fresh_database,
     interrupted,
     machine,
     machine_jiffies,
     parse_wrk,
     server_env,
     wait_for_idle,
+    workspace,
 )
-from boxoffice import demo, migrations
+from boxoffice import demo
 from boxoffice.accounts.models import Role, User
 from boxoffice.catalog import search
 from boxoffice.catalog.models import Category, Event, EventStatus, TicketType
@@ -386,11 +384,7 @@ def main() -> None:
     ensure_wrk()
     now = utcnow()
     with contextlib.ExitStack() as cleanup:
-        workdir = Path(tempfile.mkdtemp(prefix="boxoffice-bench-"))
-        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        url, database = fresh_database(args.database, workdir, cleanup)
-        print(f"Machine: {machine()}\nDatabase: {url}")
-        migrations.upgrade(url)
+        workdir, url, database = workspace(args.database, cleanup)
         print(f"Loading {args.events:,} events, 3 tiers each …")
         listed = asyncio.run(load(url, args.events, now))
         print(f"  {len(listed):,} of them published and not over")

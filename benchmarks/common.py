@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -251,6 +252,19 @@ def parse_wrk(output: str) -> dict[str, float]:
 
 def interrupted(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def workspace(kind: str, cleanup: contextlib.ExitStack) -> tuple[Path, str, str | None]:
+    """A scratch directory and a fresh, migrated database, both removed by `cleanup`: the
+    directory, the database's URL, and its name if it is PostgreSQL's."""
+    from boxoffice import migrations
+
+    workdir = Path(tempfile.mkdtemp(prefix="boxoffice-bench-"))
+    cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+    url, database = fresh_database(kind, workdir, cleanup)
+    print(f"Machine: {machine()}\nDatabase: {url}")
+    migrations.upgrade(url)
+    return workdir, url, database
 
 
 def fresh_database(

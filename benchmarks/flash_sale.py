@@ -53,7 +53,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -85,15 +84,14 @@ from benchmarks.common import (
     CpuMeter,
     Server,
     ensure_wrk,
-    fresh_database,
     interrupted,
     machine,
     machine_jiffies,
     parse_wrk,
     server_env,
     wait_for_idle,
+    workspace,
 )
-from boxoffice import migrations
 from boxoffice.accounts.models import Role, User
 from boxoffice.accounts.passwords import hash_password
 from boxoffice.db import Database, UTCDateTime, utcnow
@@ -1300,11 +1298,7 @@ def main() -> None:
         wait_for_idle(args.wait_idle)
         calibration = calibrate()
     with contextlib.ExitStack() as cleanup:
-        workdir = Path(tempfile.mkdtemp(prefix="boxoffice-bench-"))
-        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        url, database = fresh_database(args.database, workdir, cleanup)
-        print(f"Machine: {machine()}\nDatabase: {url}")
-        migrations.upgrade(url)
+        workdir, url, database = workspace(args.database, cleanup)
         password = secrets.token_urlsafe(16)
         print(f"Writing an organizer and {args.fans:,} fans …")
         organizer, emails = asyncio.run(seed_users(url, args.fans, password))

@@ -9,6 +9,7 @@ from boxoffice.accounts.models import Role
 from boxoffice.catalog import service as catalog
 from boxoffice.catalog.models import Event
 from boxoffice.db import Database
+from boxoffice.inventory import service as inventory
 from tests.factories import create_user, make_event
 
 API = "/api/v1"
@@ -31,6 +32,12 @@ async def free_event(
         event = await make_event(session, organizer=organizer, **overrides)
         ids = [tier.id for tier in await catalog.tiers_of(session, [event.id])]
     return event, ids
+
+
+async def stock(db: Database, tier_id: uuid.UUID) -> inventory.Stock:
+    """A tier's capacity, sold, held and available seats, summed over its shards."""
+    async with db.read_transaction() as session:
+        return (await inventory.stock_by_tier(session, [tier_id]))[tier_id]
 
 
 async def hold(

@@ -16,7 +16,6 @@ from boxoffice.accounts.models import Role, User
 from boxoffice.catalog.models import Event, EventStatus
 from boxoffice.db import Database, utcnow
 from boxoffice.inventory import audit
-from boxoffice.inventory import service as inventory
 from boxoffice.inventory.models import Hold
 from boxoffice.orders import service as orders
 from boxoffice.orders.models import IdempotencyKey
@@ -25,7 +24,7 @@ from boxoffice.tickets import service as tickets_service
 from boxoffice.tickets.codes import TicketSigner
 from boxoffice.worker.models import Job
 from tests.factories import create_user
-from tests.orders.helpers import API, free_event, hold
+from tests.orders.helpers import API, free_event, hold, stock
 from tests.payments.fakes import PendingProvider, use_providers
 
 CROCKFORD = "[0-9A-HJKMNP-TV-Z]"
@@ -126,11 +125,6 @@ async def bought(
     booking = await book(client, headers, (await hold(client, headers, event.id, quantities))["id"])
     assert booking["status"] == "confirmed"
     return booking
-
-
-async def stock(db: Database, tier_id: uuid.UUID) -> inventory.Stock:
-    async with db.read_transaction() as session:
-        return (await inventory.stock_by_tier(session, [tier_id]))[tier_id]
 
 
 async def assert_audit_clean(db: Database) -> None:

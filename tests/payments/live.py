@@ -4,10 +4,12 @@ can share the test's database engine), on a free port."""
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI, Request
 
 
 def free_port() -> int:
@@ -41,3 +43,22 @@ async def serving(app: Any, *, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass(frozen=True)
+class Callback:
+    method: str
+    body: Any
+
+
+def callback_receiver(keep: Callable[[Callback], None]) -> FastAPI:
+    """A stand-in for our callback route: hands what providers POST or PUT to it to
+    `keep`, and acknowledges as we do."""
+    app = FastAPI()
+
+    @app.api_route("/callbacks/{token}", methods=["POST", "PUT"])
+    async def callback(token: str, request: Request) -> dict[str, Any]:
+        keep(Callback(request.method, await request.json()))
+        return {"ResultCode": 0, "ResultDesc": "Accepted"}
+
+    return app

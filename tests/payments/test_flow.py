@@ -12,16 +12,15 @@ from boxoffice.accounts import service as accounts
 from boxoffice.accounts.models import Role, User
 from boxoffice.catalog.models import Event
 from boxoffice.db import utcnow
-from boxoffice.inventory import audit
-from boxoffice.inventory import service as inventory
 from boxoffice.orders import service as orders
 from boxoffice.orders.schemas import BookingCreate
 from boxoffice.payments import service as payments_service
 from boxoffice.payments.models import Refund
 from boxoffice.simulators.base import Fault
 from boxoffice.tickets.models import Ticket
+from tests.concurrency.helpers import drifts
 from tests.factories import create_user
-from tests.orders.helpers import API
+from tests.orders.helpers import API, stock
 from tests.payments.conftest import MOMO_OK, MPESA_OK, Site
 
 PROVIDERS = [("momo", "UGX", MOMO_OK), ("mpesa", "KES", MPESA_OK)]
@@ -49,22 +48,12 @@ FAILURES = [("momo", "UGX", phone, reason) for phone, reason in MOMO_FAILURES.it
 ]
 
 
-async def stock(site: Site, tier: uuid.UUID) -> dict:
-    async with site.db.read_transaction() as session:
-        return (await inventory.stock_by_tier(session, [tier]))[tier]
-
-
 async def count(site: Site, model, **where) -> int:
     async with site.db.read_transaction() as session:
         query = select(func.count()).select_from(model)
         for name, value in where.items():
             query = query.where(getattr(model, name) == value)
         return int(await session.scalar(query) or 0)
-
-
-async def no_drift(site: Site) -> None:
-    async with site.db.read_transaction() as session:
-        assert await audit.check(session) == []
 
 
 # The happy path
@@ -93,8 +82,8 @@ async def test_a_paid_booking_is_confirmed_by_the_callback(
     (payment,) = (await site.client.get(f"{API}/payments", headers=fan)).json()["items"]
     assert payment["provider_transaction_id"]
     assert payment["payer_phone"] == "*" * (len(phone) - 3) + phone[-3:]
-    assert (await stock(site, tier)).sold == 2
-    await no_drift(site)
+    assert (await stock(site.db, tier)).sold == 2
+    assert await drifts(site.db) == []
 
 
 # Failures and retries
@@ -114,14 +103,14 @@ async def test_a_failed_attempt_keeps_the_seats_and_a_retry_confirms(
     assert failed["status"] == "pending_payment"
     assert failed["payment"]["status"] == "failed"
     assert failed["payment"]["failure_reason"] == reason
-    assert (await stock(site, tier)).held == 2
+    assert (await stock(site.db, tier)).held == 2
     retry = await site.pay_again(fan, booking["id"], method=method, phone=good)
     assert retry.status_code == 201, retry.text
     assert retry.json()["status"] == "pending"
     done = await site.settled(fan, booking["id"])
     assert done["status"] == "confirmed"
-    assert (await stock(site, tier)).sold == 2
-    await no_drift(site)
+    assert (await stock(site.db, tier)).sold == 2
+    assert await drifts(site.db) == []
 
 
 async def test_a_failed_attempt_then_cancellation_returns_the_seats(site: Site) -> None:
@@ -133,7 +122,7 @@ async def test_a_failed_attempt_then_cancellation_returns_the_seats(site: Site) 
     cancelled = await site.client.post(f"{API}/bookings/{booking['id']}/cancel", headers=fan)
 
     assert cancelled.json()["status"] == "cancelled"
-    assert (await stock(site, tier)).held == 0
+    assert (await stock(site.db, tier)).held == 0
     assert await count(site, Refund) == 0  # nothing was paid
 
 
@@ -147,7 +136,7 @@ async def test_a_failed_attempt_then_expiry_returns_the_seats(site: Site) -> Non
         await orders.expire_overdue(session, now=utcnow() + timedelta(hours=1))
 
     assert (await site.booking(fan, booking["id"]))["status"] == "expired"
-    assert (await stock(site, tier)).held == 0
+    assert (await stock(site.db, tier)).held == 0
 
 
 async def test_a_retry_while_an_attempt_is_pending_is_refused(site: Site) -> None:
@@ -275,7 +264,7 @@ async def test_duplicate_callbacks_confirm_once(
     assert (await site.booking(fan, booking["id"]))["status"] == "confirmed"
     assert await count(site, Ticket) == 2
     assert await count(site, Refund) == 0
-    await no_drift(site)
+    assert await drifts(site.db) == []
 
 
 async def test_a_callback_with_an_unknown_token_is_404(site: Site) -> None:
@@ -329,7 +318,7 @@ async def test_a_provider_down_at_start_is_a_clear_503_and_the_hold_is_kept(
     assert problem["code"] == "payment_provider_unavailable"
     booking = await site.booking(fan, problem["booking_id"])
     assert booking["status"] == "pending_payment"
-    assert (await stock(site, tier)).held == 2
+    assert (await stock(site.db, tier)).held == 2
     site.switch(method, faults=[])
     retry = await site.pay_again(fan, booking["id"], method=method, phone=phone)
     assert retry.status_code == 201, retry.text
@@ -388,7 +377,7 @@ async def test_cancelling_a_paid_booking_refunds_through_the_provider(
     assert refund["status"] == "successful"
     assert refund["reason"] == "cancelled"
     assert refund["amount"]["amount"] == 2 * (150_000 if currency == "KES" else 50_000)
-    assert (await stock(site, tier)).sold == 0
+    assert (await stock(site.db, tier)).sold == 0
 
 
 async def test_late_money_after_the_seats_are_gone_is_refunded(site: Site) -> None:
@@ -416,8 +405,8 @@ async def test_late_money_after_the_seats_are_gone_is_refunded(site: Site) -> No
     ).json()
     assert payment["status"] == "refunded"
     assert payment["refunds"][0]["reason"] == "seats_gone"
-    assert (await stock(site, tier)).sold == 2
-    await no_drift(site)
+    assert (await stock(site.db, tier)).sold == 2
+    assert await drifts(site.db) == []
 
 
 # Reading payments
@@ -501,7 +490,7 @@ async def test_an_attempt_still_pending_after_the_payment_window_is_failed(site:
     async with site.db.transaction() as session:  # and the hold's expiry returns the seats
         await orders.expire_overdue(session, now=utcnow() + timedelta(hours=1))
     assert (await site.booking(fan, booking["id"]))["status"] == "expired"
-    assert (await stock(site, tier)).held == 0
+    assert (await stock(site.db, tier)).held == 0
 
 
 async def _user_of(site: Site, headers: dict[str, str]) -> User:
@@ -535,4 +524,4 @@ async def test_calling_the_event_off_refunds_every_payment_through_the_provider(
     ).json()
     assert refunded["status"] == "refunded", refunded
     assert [r["status"] for r in refunded["refunds"]] == ["successful"]
-    assert (await stock(site, tier)).sold == (await stock(site, tier)).held == 0
+    assert (await stock(site.db, tier)).sold == (await stock(site.db, tier)).held == 0

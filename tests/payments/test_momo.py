@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from fastapi import FastAPI, Request
 from structlog.testing import capture_logs
 
 from boxoffice.config import Settings
@@ -23,7 +22,7 @@ from boxoffice.payments.momo import MomoProvider
 from boxoffice.payments.momo import client as momo_client
 from boxoffice.simulators.base import CallbackMode, Fault
 from boxoffice.simulators.momo import MomoSimulator, create_momo_simulator
-from tests.payments.live import serving
+from tests.payments.live import Callback, callback_receiver, serving
 
 SETTINGS = Settings(simulator_delay=0.05, provider_timeout=2)
 PHONE = "+256772123456"
@@ -34,7 +33,7 @@ class Receiver:
     """A stand-in for our callback route: keeps what arrives."""
 
     url: str
-    received: list[tuple[str, str, Any]] = field(default_factory=list)  # method, path, body
+    received: list[Callback] = field(default_factory=list)
 
     def callback_url(self) -> str:
         return f"{self.url}/callbacks/{uuid.uuid4().hex}"
@@ -56,15 +55,8 @@ class Momo:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    app = FastAPI()
     receiver = Receiver("")
-
-    @app.api_route("/callbacks/{token}", methods=["POST", "PUT"])
-    async def receive(token: str, request: Request) -> dict[str, str]:
-        receiver.received.append((request.method, token, await request.json()))
-        return {}
-
-    async with serving(app) as url:
+    async with serving(callback_receiver(receiver.received.append)) as url:
         receiver.url = url
         yield receiver
 
@@ -122,7 +114,7 @@ async def test_payment_succeeds_with_a_callback_confirmed_by_status(
     assert outcome.instructions == "Approve the payment of 10.50 EUR on your phone (+256…456)."
 
     await momo.sim.drain()
-    [(method, _, body)] = receiver.received
+    [(method, body)] = [(c.method, c.body) for c in receiver.received]
     assert (method, body["status"], body["amount"]) == ("POST", "SUCCESSFUL", "10.50")
     assert body["payer"] == {"partyIdType": "MSISDN", "partyId": "256772123456"}
 
@@ -276,7 +268,7 @@ async def test_callbacks_use_the_chosen_method(momo: Momo, receiver: Receiver, m
     momo.sim.callback_method = method
     await momo.provider.start(make_payment(), callback_url=receiver.callback_url())
     await momo.sim.drain()
-    assert [m for m, _, _ in receiver.received] == [method]
+    assert [c.method for c in receiver.received] == [method]
 
 
 async def test_duplicate_callbacks_carry_the_same_body(momo: Momo, receiver: Receiver) -> None:
@@ -306,7 +298,7 @@ async def test_a_refund_of_a_paid_payment_succeeds(momo: Momo, receiver: Receive
     outcome = await momo.provider.refund(refund, payment, callback_url=receiver.callback_url())
     assert (outcome.status, outcome.reference) == (RefundStatus.PENDING, refund.provider_reference)
     await momo.sim.drain()
-    [(_, _, body)] = receiver.received
+    [body] = [c.body for c in receiver.received]
     assert body["payee"]["partyId"] == "256772123456"
     again = await momo.provider.refund(refund, payment, callback_url=None)
     assert again.status == RefundStatus.SUCCESSFUL

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from fastapi import FastAPI, Request
 from structlog.testing import capture_logs
 
 from boxoffice.config import Settings
@@ -35,7 +34,7 @@ from boxoffice.payments.mpesa.provider import MpesaProvider
 from boxoffice.payments.providers import RefundOutcome
 from boxoffice.simulators.base import CallbackMode, Fault
 from boxoffice.simulators.mpesa import MpesaSimulator, create_mpesa_simulator
-from tests.payments.live import serving
+from tests.payments.live import callback_receiver, serving
 
 PHONE = "+254708374149"
 PRICE = 150_000  # KES 1,500.00
@@ -104,17 +103,6 @@ def make_refund(
     )
 
 
-def receiver(received: list[Any]) -> FastAPI:
-    app = FastAPI()
-
-    @app.post("/callbacks/{token}")
-    async def callback(token: str, request: Request) -> dict[str, Any]:
-        received.append(await request.json())
-        return {"ResultCode": 0, "ResultDesc": "Accepted"}
-
-    return app
-
-
 class Swappable:
     """An ASGI app that passes each request to whichever app a test put in `app`: one
     server for the whole module instead of two servers started and stopped per test."""
@@ -144,7 +132,7 @@ async def daraja(servers: tuple[Swappable, str, Swappable, str]) -> AsyncIterato
     settings = Settings(simulator_delay=0.05, provider_timeout=2)
     simulator_slot.app = create_mpesa_simulator(settings)
     received: list[Any] = []
-    hooks_slot.app = receiver(received)
+    hooks_slot.app = callback_receiver(lambda callback: received.append(callback.body))
     simulator = simulator_slot.app.state.simulator
     provider = MpesaProvider(settings, base_url=base_url)
     try:

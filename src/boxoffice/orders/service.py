@@ -39,7 +39,7 @@ from boxoffice.orders.models import Booking, BookingStatus
 from boxoffice.orders.schemas import BookingCreate, HoldCreate
 from boxoffice.payments.errors import PaymentRequired
 from boxoffice.payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from boxoffice.payments.providers import Outcome, Providers
+from boxoffice.payments.providers import Outcome, PaymentProvider, Providers
 from boxoffice.tickets import service as tickets
 from boxoffice.tickets.errors import TicketNotFound
 from boxoffice.tickets.models import Ticket, TicketStatus
@@ -330,7 +330,7 @@ async def book(
     session.add(booking)
     await session.flush()
     payment = await add_attempt(
-        session, booking, providers=providers, method=method, phone=phone, now=now
+        session, booking, provider=provider, providers=providers, phone=phone, now=now
     )
     BOOKINGS.labels("pending_payment").inc()
     if provider.instant:
@@ -344,14 +344,13 @@ async def add_attempt(
     session: AsyncSession,
     booking: Booking,
     *,
+    provider: PaymentProvider,
     providers: Providers,
-    method: str,
     phone: str | None,
     now: datetime,
 ) -> Payment:
     """A pending payment attempt for `booking`, with the provider's reference when it wants
     one stored before it is called, and the hash of its callback token."""
-    provider = providers.get(method)
     payment_id = uuid.uuid4()
     payment = Payment(
         id=payment_id,
@@ -385,7 +384,17 @@ async def record_outcome(
 ) -> None:
     """What a provider said about an attempt: the one entry point for the payment flow."""
     if outcome.status == PaymentStatus.SUCCESSFUL:
-        await confirm_payment(session, payment_id, transaction_id=outcome.transaction_id, now=now)
+        confirmed = await confirm_payment(
+            session, payment_id, transaction_id=outcome.transaction_id, now=now
+        )
+        if confirmed is None and outcome.transaction_id is not None:
+            # Recorded before without its receipt (Daraja's query has none): keep it now.
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.provider_transaction_id.is_(None))
+                .values(provider_transaction_id=outcome.transaction_id)
+                .execution_options(synchronize_session=False)
+            )
     elif outcome.status == PaymentStatus.FAILED:
         await fail_payment(
             session,
@@ -403,13 +412,6 @@ async def record_outcome(
                 instructions=func.coalesce(outcome.instructions, Payment.instructions),
                 updated_at=now,
             )
-            .execution_options(synchronize_session=False)
-        )
-    if outcome.transaction_id is not None:  # a receipt learnt after the money was recorded
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == payment_id, Payment.provider_transaction_id.is_(None))
-            .values(provider_transaction_id=outcome.transaction_id)
             .execution_options(synchronize_session=False)
         )
 

@@ -134,8 +134,8 @@ async def add_retry(
     return await orders.add_attempt(
         session,
         booking,
+        provider=provider,
         providers=payments.providers,
-        method=provider.name,
         phone=choice.phone,
         now=now,
     )

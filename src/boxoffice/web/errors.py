@@ -98,7 +98,18 @@ def problem(
     headers: dict | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ProblemResponse:
-    body = {
+    body = problem_body(status, code, title, detail, extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def problem_body(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
         **(extra or {}),  # first: an error's own data can never overwrite the fields below
         "type": f"urn:boxoffice:problem:{code}",
         "title": title,
@@ -106,7 +117,6 @@ def problem(
         "detail": detail or title,
         "code": code,
     }
-    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def internal_error() -> ProblemResponse:

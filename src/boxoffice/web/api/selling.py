@@ -51,7 +51,7 @@ from boxoffice.web.deps import (
     SettingsDep,
     SignerDep,
 )
-from boxoffice.web.errors import problems
+from boxoffice.web.errors import problem_body, problems
 
 log = structlog.get_logger("boxoffice.web.selling")
 router = api_router("buying")
@@ -220,7 +220,7 @@ async def _remember_problem(
     """A retry with the same Idempotency-Key gets the same problem, naming the booking."""
     if key is None:
         return
-    body = {"code": error.code, "title": error.title, "detail": error.detail, **error.extra}
+    body = problem_body(error.status, error.code, error.title, error.detail, error.extra)
     async with db.transaction() as session:
         await idempotency.remember(
             session, user_id=user.id, key=key, scope=scope, status_code=error.status, body=body
