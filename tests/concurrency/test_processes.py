@@ -2,13 +2,17 @@
 (ARCHITECTURE §5: "in one process or many"): no in-process lock can be what keeps the
 count right, only the database."""
 
+import asyncio
+import uuid
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 
 from boxoffice.db import Database
 from tests.concurrency.helpers import (
+    API,
     CAPACITY,
     STAMPEDE,
     StockWatch,
@@ -44,6 +48,9 @@ async def test_two_processes_hold_exactly_the_seats_of_the_tier(
         server(database_url, tmp_path / "first", process_output, **pool) as first,
         server(database_url, tmp_path / "second", process_output, **pool) as second,
     ):
+        # A hold is one quick statement: a process still opening its connections would see
+        # the other sell out alone. Both are warmed up first, so that the race is theirs.
+        await asyncio.gather(*(warm_up(url, fans[:10]) for url in (first, second)))
         outcome = await stampede(
             [first, second],
             fans,
@@ -58,3 +65,13 @@ async def test_two_processes_hold_exactly_the_seats_of_the_tier(
     assert await stock_of(committing_db, tier) == (CAPACITY, 0, CAPACITY, shards)
     assert len(await active_holds(committing_db, event.id)) == CAPACITY
     assert await drifts(committing_db) == []
+
+
+async def warm_up(base_url: str, fans: list[dict[str, str]]) -> None:
+    """Holds on an unknown event, side by side: each opens a pooled connection (404)."""
+    body = hold_body(uuid.uuid4(), {uuid.uuid4(): 1})
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        answers = await asyncio.gather(
+            *(client.post(f"{API}/holds", json=body, headers=headers) for headers in fans)
+        )
+    assert {answer.status_code for answer in answers} == {404}

@@ -538,6 +538,29 @@ async def test_every_buying_endpoint_needs_a_token(client: AsyncClient, db: Data
     assert (await stock(db, tier)).held == 0
 
 
+@pytest.mark.parametrize("key", [None, "retry-1"], ids=["one statement", "idempotent"])
+async def test_a_revoked_token_or_deleted_account_cannot_hold(
+    client: AsyncClient, db: Database, sign_in: SignIn, key: str | None
+) -> None:
+    """A hold checks the token against the database on both of its paths: the single
+    statement (PostgreSQL, no Idempotency-Key) and the transaction."""
+    event, (tier, _) = await free_event(db)
+    body = hold_body(event.id, {tier: 1})
+    extra = {"Idempotency-Key": key} if key else {}
+
+    _, headers = await sign_in()
+    assert (await client.post(f"{API}/logout", headers=headers)).status_code == 204
+    response = await client.post(f"{API}/holds", json=body, headers=headers | extra)
+    assert assert_problem(response, 401, "unauthenticated")["detail"] == accounts.REVOKED_ACCESS
+
+    gone, headers = await sign_in()
+    async with db.transaction() as session:
+        await session.execute(update(User).where(User.id == gone.id).values(deleted_at=utcnow()))
+    response = await client.post(f"{API}/holds", json=body, headers=headers | extra)
+    assert_problem(response, 401, "unauthenticated")
+    assert (await stock(db, tier)).held == 0
+
+
 async def test_another_users_hold_is_not_found(
     client: AsyncClient, db: Database, sign_in: SignIn
 ) -> None:

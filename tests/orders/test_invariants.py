@@ -47,7 +47,7 @@ from boxoffice.catalog.errors import EventCancelled, EventNotFound
 from boxoffice.catalog.schemas import AvailabilityChange, CapacityChange, TicketTypeUpdate
 from boxoffice.db import Database, utcnow
 from boxoffice.errors import DomainError
-from boxoffice.inventory import audit, holds
+from boxoffice.inventory import audit
 from boxoffice.inventory import service as inventory
 from boxoffice.inventory.errors import (
     CapacityBelowSold,
@@ -881,31 +881,23 @@ async def test_late_money_for_an_event_no_longer_selling_is_refunded(
 # A race the earlier, concurrent version of this machine found (on PostgreSQL).
 
 
-async def test_a_capacity_change_racing_a_hold_does_not_deadlock(
-    committing_db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_capacity_change_racing_a_hold_does_not_deadlock(committing_db: Database) -> None:
     """change_availability against place_hold: the hold has taken its seat (a shard row
-    lock) when the organizer's change locks the event row and waits for the shard; the
-    hold's INSERT then waits for the event row (its foreign key). Both must finish."""
+    lock) and written its row (whose foreign key share-locks the event row) when the
+    organizer's change locks the event row and waits for the shard. Both must finish: the
+    change's lock on the event must not wait for the hold's foreign key."""
     event, (tier_id,) = await free_event(committing_db, capacity=10, tiers=1)
     fan = await create_user(committing_db)
     admin = await create_user(committing_db, role=Role.ADMIN)
     taken, go = asyncio.Event(), asyncio.Event()
-    take = holds.take
-
-    async def take_then_wait(*args: Any, **kwargs: Any) -> Any:
-        seats = await take(*args, **kwargs)
-        taken.set()
-        await go.wait()  # until the capacity change waits for the shard
-        return seats
-
-    monkeypatch.setattr(holds, "take", take_then_wait)
     data = HoldCreate(event_id=event.id, items=[HoldItemIn(ticket_type_id=tier_id, quantity=1)])
     change = AvailabilityChange(ticket_types=[CapacityChange(id=tier_id, capacity=20)])
 
     async def hold() -> None:
         async with committing_db.transaction() as session:
             await orders.place_hold(session, user=fan, data=data, ttl=TTL, now=utcnow())
+            taken.set()
+            await go.wait()  # until the capacity change waits for the shard
 
     async def resize() -> None:
         await taken.wait()

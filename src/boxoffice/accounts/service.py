@@ -173,6 +173,8 @@ def _issue_pair(
     )
 
 
+INVALID_ACCESS = "The access token is missing, invalid or expired."
+REVOKED_ACCESS = "The access token has been revoked."
 # Built once: every authenticated request runs it, and composing it costs more than running it.
 _LIVE_USER = (
     select(User)
@@ -187,20 +189,15 @@ _LIVE_USER = (
 )
 
 
-async def authenticate(
-    session: AsyncSession, *, settings: Settings, access_token: str, now: datetime
-) -> tuple[User, tokens.AccessClaims]:
-    """The user behind a valid access token whose session and token are not revoked."""
-    claims = tokens.read_access_token(access_token, secret=settings.signing_secret, now=now)
-    if claims is None:
-        raise Unauthenticated("The access token is missing, invalid or expired.")
+async def live_user(session: AsyncSession, claims: tokens.AccessClaims) -> User:
+    """The user of a token read already, unless the token or its session was revoked."""
     user = await session.scalar(
         _LIVE_USER,
         {"user_id": claims.user_id, "session_id": claims.session_id, "jti": claims.token_id},
     )
     if user is None:
-        raise Unauthenticated("The access token has been revoked.")
-    return user, claims
+        raise Unauthenticated(REVOKED_ACCESS)
+    return user
 
 
 async def log_out(

@@ -55,7 +55,8 @@ class InteractionRecorder:
         rows, self._buffer = self._buffer, []
         if rows:
             async with self.db.transaction() as session:
-                await session.execute(insert(Interaction), rows)
+                # Core, not the ORM's bulk insert: a third of the cost, for plain rows.
+                await session.execute(insert(Interaction.__table__), rows)
         return len(rows)
 
     async def run(self, interval: float = 1.0) -> None:

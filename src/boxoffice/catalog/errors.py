@@ -8,6 +8,10 @@ class EventNotFound(NotFound):
 class TicketTypeNotFound(NotFound):
     title = "Ticket type not found"
 
+    @classmethod
+    def of_event(cls, ticket_type_id: object) -> "TicketTypeNotFound":
+        return cls(f"The event has no ticket type {ticket_type_id}.")
+
 
 class CategoryNotFound(NotFound):
     title = "Category not found"

@@ -142,7 +142,7 @@ async def change_availability(
     for change in sorted(data.ticket_types, key=lambda c: c.id):  # shard locks in id order
         tier = tiers.get(change.id)
         if tier is None:
-            raise TicketTypeNotFound(f"The event has no ticket type {change.id}.")
+            raise TicketTypeNotFound.of_event(change.id)
         before["capacities"][str(tier.id)] = tier.capacity
         await inventory.resize(session, ticket_type_id=tier.id, capacity=change.capacity)
         tier.capacity = change.capacity

@@ -23,9 +23,28 @@ class SoldOut(Conflict):
 class NotOnSale(Conflict):
     code, title = "not_on_sale", "These tickets are not on sale"
 
+    def __init__(self, ticket_type_id: uuid.UUID, name: str) -> None:
+        super().__init__(f"{name} tickets are not on sale now.", ticket_type_id=str(ticket_type_id))
+
 
 class TicketLimitExceeded(Conflict):
     code, title = "ticket_limit_exceeded", "Over the ticket limit"
+
+    @classmethod
+    def per_order(cls, ticket_type_id: uuid.UUID, name: str, limit: int) -> "TicketLimitExceeded":
+        return cls(
+            f"At most {limit} {name} ticket(s) per order.",
+            ticket_type_id=str(ticket_type_id),
+            limit=limit,
+        )
+
+    @classmethod
+    def per_person(cls, limit: int, held_or_bought: int) -> "TicketLimitExceeded":
+        return cls(
+            f"At most {limit} ticket(s) per person for this event; you have {held_or_bought}.",
+            limit=limit,
+            held_or_bought=held_or_bought,
+        )
 
 
 class HoldNotFound(NotFound):

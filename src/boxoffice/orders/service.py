@@ -33,6 +33,7 @@ from boxoffice.inventory.errors import (
     TicketLimitExceeded,
 )
 from boxoffice.inventory.models import Hold, HoldItem, HoldStatus
+from boxoffice.orders import placing
 from boxoffice.orders.errors import BookingNotFound, CancellationClosed, NotCancellable
 from boxoffice.orders.metrics import BOOKINGS, HOLDS_ENDED, PAYMENTS, REFUNDS
 from boxoffice.orders.models import Booking, BookingStatus
@@ -67,7 +68,12 @@ _TIERS_ON_SALE = (
 async def place_hold(
     session: AsyncSession, *, user: User, data: HoldCreate, ttl: timedelta, now: datetime
 ) -> Hold:
-    """Take the seats, tier by tier in id order, or take none (the transaction rolls back)."""
+    """Take the seats, tier by tier in id order, or take none (the transaction rolls back).
+
+    On PostgreSQL the whole of it is one statement (orders.placing); these are the same
+    steps for SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return await placing.place(session, user_id=user.id, data=data, ttl=ttl, now=now)
     wanted = {item.ticket_type_id: item.quantity for item in data.items}
     rows = (
         await session.execute(_TIERS_ON_SALE, {"event_id": data.event_id, "ids": list(wanted)})
@@ -78,32 +84,22 @@ async def place_hold(
     tiers = {tier.id: tier for tier, _ in rows}
     for tier_id in wanted:
         if tier_id not in tiers:
-            raise TicketTypeNotFound(f"The event has no ticket type {tier_id}.")
+            raise TicketTypeNotFound.of_event(tier_id)
 
     # When several errors apply, API.md answers the first of: not on sale, over a limit,
     # sold out.
-    for tier in tiers.values():
+    ordered = sorted(tiers.values(), key=lambda tier: tier.id)
+    for tier in ordered:
         start, end = sales_window(event, tier)
         if not event.on_sale or (start is not None and now < start) or now >= end:
-            raise NotOnSale(
-                f"{tier.name} tickets are not on sale now.", ticket_type_id=str(tier.id)
-            )
-    for tier in tiers.values():
+            raise NotOnSale(tier.id, tier.name)
+    for tier in ordered:
         if wanted[tier.id] > tier.max_per_order:
-            raise TicketLimitExceeded(
-                f"At most {tier.max_per_order} {tier.name} ticket(s) per order.",
-                ticket_type_id=str(tier.id),
-                limit=tier.max_per_order,
-            )
+            raise TicketLimitExceeded.per_order(tier.id, tier.name, tier.max_per_order)
     quantity = sum(wanted.values())
     already = await tickets_of_user(session, user_id=user.id, event=event, now=now, lock=True)
     if already + quantity > event.max_tickets_per_user:
-        raise TicketLimitExceeded(
-            f"At most {event.max_tickets_per_user} ticket(s) per person for this event; "
-            f"you have {already}.",
-            limit=event.max_tickets_per_user,
-            held_or_bought=already,
-        )
+        raise TicketLimitExceeded.per_person(event.max_tickets_per_user, already)
 
     hold = Hold(
         id=uuid.uuid4(),

@@ -77,6 +77,17 @@ async def hold_read(
     names = names or hold.__dict__.get("tier_names")
     if names is None:
         names = await _tier_names(session, {item.ticket_type_id for item in items})
+    return _hold_read(hold, items, names, now)
+
+
+def placed_hold(hold: Hold) -> HoldRead:
+    """A hold just placed, which carries its items and its tiers' names."""
+    return _hold_read(hold, hold.__dict__["items"], hold.__dict__["tier_names"], None)
+
+
+def _hold_read(
+    hold: Hold, items: Sequence[HoldItem], names: dict[uuid.UUID, str], now: datetime | None
+) -> HoldRead:
     return HoldRead(
         id=hold.id,
         event_id=hold.event_id,

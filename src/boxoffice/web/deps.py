@@ -63,19 +63,30 @@ class Caller:
     claims: AccessClaims
 
 
-async def get_caller(
-    db: Annotated[Database, Depends(get_db)],
+async def get_claims(
     settings: SettingsDep,
     now: Clock,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
+) -> AccessClaims:
+    """What a valid access token says, read without the database: whether it was revoked
+    is asked by get_caller (or, on the hold path, by the hold's own statement)."""
     if credentials is None:
         raise Unauthenticated("Sign in and send the access token as 'Authorization: Bearer …'.")
+    claims = tokens.read_access_token(
+        credentials.credentials, secret=settings.signing_secret, now=now
+    )
+    if claims is None:
+        raise Unauthenticated(accounts.INVALID_ACCESS)
+    return claims
+
+
+ClaimsDep = Annotated[AccessClaims, Depends(get_claims)]
+
+
+async def get_caller(db: Annotated[Database, Depends(get_db)], claims: ClaimsDep) -> Caller:
     # Its own short read transaction: a GET stays a reader on SQLite.
     async with db.read_transaction() as session:
-        user, claims = await accounts.authenticate(
-            session, settings=settings, access_token=credentials.credentials, now=now
-        )
+        user = await accounts.live_user(session, claims)
     return Caller(user, claims)
 
 
