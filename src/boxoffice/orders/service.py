@@ -213,10 +213,60 @@ async def retry_after_expiring(
 
 
 async def get_hold(session: AsyncSession, *, hold_id: uuid.UUID, user: User) -> Hold:
-    hold = await session.scalar(select(Hold).where(Hold.id == hold_id, Hold.user_id == user.id))
+    hold = await session.scalar(_OWN_HOLD, {"hold": hold_id, "user": user.id})
     if hold is None:
         raise HoldNotFound()
     return hold
+
+
+# The statements of the booking path, built once: composing one costs more than running it.
+_OWN_HOLD = select(Hold).where(Hold.id == bindparam("hold"), Hold.user_id == bindparam("user"))
+_CLAIM_HOLD = (
+    update(Hold)
+    .where(
+        Hold.id == bindparam("hold"),
+        Hold.status == HoldStatus.ACTIVE,
+        Hold.booking_id.is_(None),
+        Hold.expires_at > bindparam("now"),
+    )
+    .values(booking_id=bindparam("booking"), expires_at=bindparam("until"))
+    .returning(Hold.id)
+    .execution_options(synchronize_session=False)
+)
+_PAID = (
+    update(Payment)
+    .where(
+        Payment.id == bindparam("payment"),
+        Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.FAILED]),
+    )
+    .values(
+        status=PaymentStatus.SUCCESSFUL,
+        provider_transaction_id=bindparam("transaction"),
+        failure_reason=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(Payment)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+# RETURNING the row refreshes the booking in the session in place: no second read.
+_CONFIRMED = (
+    update(Booking)
+    .where(Booking.id == bindparam("booking"), Booking.status == bindparam("from_status"))
+    .values(
+        status=BookingStatus.CONFIRMED, confirmed_at=bindparam("now"), updated_at=bindparam("now")
+    )
+    .returning(Booking)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+_TITLE_AND_HOLDER = select(
+    select(Event.title).where(Event.id == bindparam("event")).scalar_subquery(),
+    select(User.name).where(User.id == bindparam("user")).scalar_subquery(),
+)
+_HOLD_ITEMS = (
+    select(HoldItem)
+    .where(HoldItem.hold_id == bindparam("hold"))
+    .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
+)
 
 
 async def release_hold(
@@ -298,16 +348,7 @@ async def book(
     booking_id = uuid.uuid4()
     expires_at = hold.expires_at if provider.instant else max(hold.expires_at, now + payment_window)
     claimed = await session.scalar(
-        update(Hold)
-        .where(
-            Hold.id == hold.id,
-            Hold.status == HoldStatus.ACTIVE,
-            Hold.booking_id.is_(None),
-            Hold.expires_at > now,
-        )
-        .values(booking_id=booking_id, expires_at=expires_at)
-        .returning(Hold.id)
-        .execution_options(synchronize_session=False)
+        _CLAIM_HOLD, {"hold": hold.id, "now": now, "booking": booking_id, "until": expires_at}
     )
     if claimed is None:  # booked or expired by a concurrent request a moment ago
         raise HoldNotActive("The hold was booked or expired a moment ago.")
@@ -426,19 +467,7 @@ async def confirm_payment(
     still there, else refunded.
     """
     paid = await session.scalar(
-        update(Payment)
-        .where(
-            Payment.id == payment_id,
-            Payment.status.in_([PaymentStatus.PENDING, PaymentStatus.FAILED]),
-        )
-        .values(
-            status=PaymentStatus.SUCCESSFUL,
-            provider_transaction_id=transaction_id,
-            failure_reason=None,
-            updated_at=now,
-        )
-        .returning(Payment)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        _PAID, {"payment": payment_id, "transaction": transaction_id, "now": now}
     )
     if paid is None:
         return None  # already recorded (a duplicate callback), or unknown
@@ -496,40 +525,42 @@ async def _confirm(
     session: AsyncSession, booking: Booking, *, from_status: BookingStatus, now: datetime
 ) -> Booking:
     confirmed = await session.scalar(
-        update(Booking)
-        .where(Booking.id == booking.id, Booking.status == from_status)
-        .values(status=BookingStatus.CONFIRMED, confirmed_at=now, updated_at=now)
-        .returning(Booking.id)
-        .execution_options(synchronize_session=False)
+        _CONFIRMED, {"booking": booking.id, "from_status": from_status, "now": now}
     )
     if confirmed is None:  # the hold and its booking move together; anything else is a bug
         raise RuntimeError(f"booking {booking.id} was not {from_status.value}")
     BOOKINGS.labels("confirmed").inc()
-    await session.refresh(booking)
-    event = await session.get_one(Event, booking.event_id)
-    holder = await session.get_one(User, booking.user_id)
+    title, holder_name = (
+        await session.execute(
+            _TITLE_AND_HOLDER, {"event": booking.event_id, "user": booking.user_id}
+        )
+    ).one()
     items = await _hold_items(session, booking.hold_id)
     await tickets.issue(
         session,
         booking_id=booking.id,
         reference=booking.reference,
-        event_id=event.id,
-        event_title=event.title,
+        event_id=booking.event_id,
+        event_title=title,
         user_id=booking.user_id,
-        holder_name=holder.name,
+        holder_name=holder_name,
         currency=booking.currency,
         items=items,
         now=now,
     )
-    session.add(
-        Interaction(
-            kind=InteractionKind.PURCHASE,
-            user_id=booking.user_id,
-            event_id=event.id,
-            quantity=sum(item.quantity for item in items),
-            data={"booking_id": str(booking.id)},
-            created_at=now,
-        )
+    await session.execute(
+        insert(Interaction.__table__),
+        [
+            {
+                "id": uuid.uuid4(),
+                "kind": InteractionKind.PURCHASE,
+                "user_id": booking.user_id,
+                "event_id": booking.event_id,
+                "quantity": sum(item.quantity for item in items),
+                "data": {"booking_id": str(booking.id)},
+                "created_at": now,
+            }
+        ],
     )
     enqueue(session, "orders.booking_confirmed", {"booking_id": str(booking.id)}, now=now)
     return booking
@@ -816,10 +847,4 @@ async def start_refund(
 
 
 async def _hold_items(session: AsyncSession, hold_id: uuid.UUID) -> list[HoldItem]:
-    return list(
-        await session.scalars(
-            select(HoldItem)
-            .where(HoldItem.hold_id == hold_id)
-            .order_by(HoldItem.ticket_type_id, HoldItem.stock_id)
-        )
-    )
+    return list(await session.scalars(_HOLD_ITEMS, {"hold": hold_id}))

@@ -5,7 +5,7 @@ import secrets
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.catalog.models import Event, TicketType
@@ -47,25 +47,29 @@ async def issue(
     now: datetime,
 ) -> None:
     """One ticket per seat, numbered "AFR-7K2Q-9XZA-01" (event, booking reference, seat)."""
-    seat = 0
+    rows = []
     for item in sorted(items, key=lambda item: (item.ticket_type_id, item.stock_id)):
         for _ in range(item.quantity):
-            seat += 1
-            session.add(
-                Ticket(
-                    id=uuid.uuid4(),
-                    booking_id=booking_id,
-                    event_id=event_id,
-                    ticket_type_id=item.ticket_type_id,
-                    user_id=user_id,
-                    number=f"{_prefix(event_title)}-{reference[:4]}-{reference[4:]}-{seat:02d}",
-                    holder_name=holder_name,
-                    price_cents=item.unit_price_cents,
-                    currency=currency,
-                    status=TicketStatus.VALID,
-                    created_at=now,
-                )
+            rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "booking_id": booking_id,
+                    "event_id": event_id,
+                    "ticket_type_id": item.ticket_type_id,
+                    "user_id": user_id,
+                    "number": f"{_prefix(event_title)}-{reference[:4]}-{reference[4:]}-"
+                    f"{len(rows) + 1:02d}",
+                    "holder_name": holder_name,
+                    "price_cents": item.unit_price_cents,
+                    "currency": currency,
+                    "status": TicketStatus.VALID,
+                    "created_at": now,
+                    "checked_in_at": None,
+                    "cancelled_at": None,
+                }
             )
+    # Core, not the unit of work: nothing reads them back as objects in this transaction.
+    await session.execute(insert(Ticket.__table__), rows)
 
 
 async def cancel(
@@ -87,11 +91,14 @@ async def cancel(
 async def of_bookings(session: AsyncSession, booking_ids: list[uuid.UUID]) -> list[Ticket]:
     if not booking_ids:
         return []
-    return list(
-        await session.scalars(
-            select(Ticket).where(Ticket.booking_id.in_(booking_ids)).order_by(Ticket.number)
-        )
-    )
+    return list(await session.scalars(_OF_BOOKINGS, {"ids": booking_ids}))
+
+
+_OF_BOOKINGS = (
+    select(Ticket)
+    .where(Ticket.booking_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Ticket.number)
+)
 
 
 async def list_owned(
