@@ -38,7 +38,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.accounts.models import Role
@@ -47,7 +47,7 @@ from boxoffice.catalog.errors import EventCancelled, EventNotFound
 from boxoffice.catalog.schemas import AvailabilityChange, CapacityChange, TicketTypeUpdate
 from boxoffice.db import Database, utcnow
 from boxoffice.errors import DomainError
-from boxoffice.inventory import audit
+from boxoffice.inventory import audit, holds
 from boxoffice.inventory import service as inventory
 from boxoffice.inventory.errors import (
     CapacityBelowSold,
@@ -57,7 +57,7 @@ from boxoffice.inventory.errors import (
     SoldOut,
     TicketLimitExceeded,
 )
-from boxoffice.inventory.models import Hold
+from boxoffice.inventory.models import Hold, HoldItem, HoldStatus
 from boxoffice.models import metadata
 from boxoffice.orders import service as orders
 from boxoffice.orders.errors import CancellationClosed, NotCancellable
@@ -882,22 +882,47 @@ async def test_late_money_for_an_event_no_longer_selling_is_refunded(
 
 
 async def test_a_capacity_change_racing_a_hold_does_not_deadlock(committing_db: Database) -> None:
-    """change_availability against place_hold: the hold has taken its seat (a shard row
-    lock) and written its row (whose foreign key share-locks the event row) when the
-    organizer's change locks the event row and waits for the shard. Both must finish: the
-    change's lock on the event must not wait for the hold's foreign key."""
+    """change_availability against a hold: the hold has taken its seat (a shard row lock)
+    when the organizer's change locks the event row and waits for the shard; the hold then
+    writes its row, whose foreign key share-locks the event row. Both must finish. On
+    PostgreSQL a hold is one statement, with no moment to wait in, so its steps are played
+    here one by one, as the Python steps (SQLite) take them."""
     event, (tier_id,) = await free_event(committing_db, capacity=10, tiers=1)
     fan = await create_user(committing_db)
     admin = await create_user(committing_db, role=Role.ADMIN)
     taken, go = asyncio.Event(), asyncio.Event()
-    data = HoldCreate(event_id=event.id, items=[HoldItemIn(ticket_type_id=tier_id, quantity=1)])
     change = AvailabilityChange(ticket_types=[CapacityChange(id=tier_id, capacity=20)])
 
     async def hold() -> None:
+        now = utcnow()
         async with committing_db.transaction() as session:
-            await orders.place_hold(session, user=fan, data=data, ttl=TTL, now=utcnow())
+            (part,) = await holds.take(session, tier_id, 1)
             taken.set()
             await go.wait()  # until the capacity change waits for the shard
+            hold_id = uuid.uuid4()
+            await session.execute(
+                insert(Hold.__table__).values(
+                    id=hold_id,
+                    user_id=fan.id,
+                    event_id=event.id,
+                    status=HoldStatus.ACTIVE,
+                    quantity=1,
+                    total_cents=0,
+                    currency=event.currency,
+                    expires_at=now + TTL,
+                    created_at=now,
+                )
+            )
+            await session.execute(
+                insert(HoldItem.__table__).values(
+                    id=uuid.uuid4(),
+                    hold_id=hold_id,
+                    ticket_type_id=tier_id,
+                    stock_id=part.stock_id,
+                    quantity=1,
+                    unit_price_cents=0,
+                )
+            )
 
     async def resize() -> None:
         await taken.wait()

@@ -47,17 +47,30 @@ def issue_access_token(
     return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
 
 
+MAX_TOKEN_LENGTH = 2048  # ours are ~400 characters; anything far longer is not one
+
+
+class _Refused(Exception):
+    """A token that is not ours, or not an access token: raised, so never cached."""
+
+
 def read_access_token(token: str, *, secret: str, now: datetime) -> AccessClaims | None:
     """The claims of a valid, unexpired access token signed by us, else None."""
-    claims = _verified(token, secret)
-    return claims if claims is not None and claims.expires_at > now else None
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        claims = _verified(token, secret)
+    except _Refused:
+        return None
+    return claims if claims.expires_at > now else None
 
 
 @functools.lru_cache(maxsize=8192)
-def _verified(token: str, secret: str) -> AccessClaims | None:
-    """A token's signature and claims, checked once: a fan sends the same token with
-    every request, and checking it costs as much as a tenth of a hold. Expiry is the
-    caller's to check (it changes with the clock); revocation is the database's."""
+def _verified(token: str, secret: str) -> AccessClaims:
+    """A good token's signature and claims, checked once: a fan sends the same token with
+    every request, and checking it costs as much as a tenth of a hold. Only good tokens
+    are cached (a refusal raises), so junk sent by anyone cannot fill the cache. Expiry is
+    the caller's to check (it changes with the clock); revocation is the database's."""
     try:
         payload = jwt.decode(
             token,
@@ -67,7 +80,7 @@ def _verified(token: str, secret: str) -> AccessClaims | None:
             options={"require": ["exp", "iat", "sub", "sid", "jti"], "verify_exp": False},
         )
         if payload.get("typ") != "access":
-            return None
+            raise _Refused
         return AccessClaims(
             user_id=uuid.UUID(payload["sub"]),
             session_id=uuid.UUID(payload["sid"]),
@@ -75,8 +88,8 @@ def _verified(token: str, secret: str) -> AccessClaims | None:
             role=Role(payload["role"]),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
         )
-    except (jwt.InvalidTokenError, ValueError, KeyError, TypeError, OverflowError):
-        return None
+    except (jwt.InvalidTokenError, ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise _Refused from exc
 
 
 def new_refresh_token() -> tuple[str, str]:

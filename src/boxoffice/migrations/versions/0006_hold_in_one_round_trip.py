@@ -61,7 +61,9 @@ DECLARE
     v_left integer;
     v_wanted integer;
     v_part integer;
-    v_shard record;
+    v_shards uuid[];
+    v_free integer[];
+    v_j integer;
     v_item_ids uuid[] := '{}';
     v_item_tiers uuid[] := '{}';
     v_item_stocks uuid[] := '{}';
@@ -72,8 +74,8 @@ BEGIN
     -- holds (so that both cannot pass the limit), and NO KEY UPDATE lets a ticket being
     -- issued to them (its foreign key) through.
     PERFORM 1 FROM users u
-    WHERE u.id = p_user_id AND u.deleted_at IS NULL
-      AND (p_session_id IS NULL OR EXISTS (
+    WHERE u.id = p_user_id
+      AND (p_session_id IS NULL OR u.deleted_at IS NULL AND EXISTS (
           SELECT 1 FROM auth_sessions s
           WHERE s.id = p_session_id AND s.user_id = u.id AND s.revoked_at IS NULL
       ) AND NOT EXISTS (SELECT 1 FROM revoked_access_tokens r WHERE r.jti = p_token_id))
@@ -141,15 +143,26 @@ BEGIN
     -- shards other buyers have locked; else every shard of the tier locked in order and
     -- the seats gathered from several, so "sold out" is only said when it is true.
     FOREACH v_i IN ARRAY v_order LOOP
-        UPDATE ticket_stock SET held = held + p_quantities[v_i]
-        WHERE id = (
-            SELECT s.id FROM ticket_stock s
-            WHERE s.ticket_type_id = p_tiers[v_i]
-              AND s.capacity - s.sold - s.held >= p_quantities[v_i]
-            ORDER BY random() LIMIT 1
-            FOR NO KEY UPDATE SKIP LOCKED
-        ) AND capacity - sold - held >= p_quantities[v_i]
-        RETURNING id INTO v_stock;
+        -- In a subtransaction: a shard that another buyer emptied after this statement's
+        -- snapshot stays locked by the pick even though it is passed over; undone, the
+        -- pick lets go of it before the gather locks every shard in order (else two
+        -- buyers could each hold a shard the other waits for).
+        BEGIN
+            UPDATE ticket_stock SET held = held + p_quantities[v_i]
+            WHERE id = (
+                SELECT s.id FROM ticket_stock s
+                WHERE s.ticket_type_id = p_tiers[v_i]
+                  AND s.capacity - s.sold - s.held >= p_quantities[v_i]
+                ORDER BY random() LIMIT 1
+                FOR NO KEY UPDATE SKIP LOCKED
+            ) AND capacity - sold - held >= p_quantities[v_i]
+            RETURNING id INTO v_stock;
+            IF v_stock IS NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'BX000';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'BX000' THEN
+            v_stock := NULL;
+        END;
         IF v_stock IS NOT NULL THEN
             v_item_ids := v_item_ids || gen_random_uuid();
             v_item_tiers := v_item_tiers || p_tiers[v_i];
@@ -158,8 +171,13 @@ BEGIN
             v_item_prices := v_item_prices || v_prices[v_i];
             CONTINUE;
         END IF;
-        SELECT coalesce(sum(greatest(free, 0)), 0) INTO v_left FROM (
-            SELECT s.capacity - s.sold - s.held AS free FROM ticket_stock s
+        -- Exactly the rows locked here are the ones taken from, fullest first.
+        SELECT coalesce(sum(greatest(free, 0)), 0),
+               coalesce(array_agg(id ORDER BY free DESC, id) FILTER (WHERE free > 0), '{}'),
+               coalesce(array_agg(free ORDER BY free DESC, id) FILTER (WHERE free > 0), '{}')
+        INTO v_left, v_shards, v_free
+        FROM (
+            SELECT s.id, s.capacity - s.sold - s.held AS free FROM ticket_stock s
             WHERE s.ticket_type_id = p_tiers[v_i] ORDER BY s.id FOR NO KEY UPDATE
         ) AS locked;
         IF v_left < p_quantities[v_i] THEN
@@ -167,17 +185,17 @@ BEGIN
                 DETAIL = jsonb_build_object('ticket_type_id', p_tiers[v_i], 'available', v_left);
         END IF;
         v_wanted := p_quantities[v_i];
-        FOR v_shard IN
-            SELECT s.id, s.capacity - s.sold - s.held AS free FROM ticket_stock s
-            WHERE s.ticket_type_id = p_tiers[v_i] AND s.capacity - s.sold - s.held > 0
-            ORDER BY s.capacity - s.sold - s.held DESC, s.id
-        LOOP
+        FOR v_j IN 1 .. cardinality(v_shards) LOOP
             EXIT WHEN v_wanted = 0;
-            v_part := least(v_shard.free, v_wanted);
-            UPDATE ticket_stock SET held = held + v_part WHERE id = v_shard.id;
+            v_part := least(v_free[v_j], v_wanted);
+            UPDATE ticket_stock SET held = held + v_part
+            WHERE id = v_shards[v_j] AND capacity - sold - held >= v_part;
+            IF NOT FOUND THEN  -- locked above, so unreachable; never take less than asked
+                RAISE EXCEPTION 'shard % changed under its lock', v_shards[v_j];
+            END IF;
             v_item_ids := v_item_ids || gen_random_uuid();
             v_item_tiers := v_item_tiers || p_tiers[v_i];
-            v_item_stocks := v_item_stocks || v_shard.id;
+            v_item_stocks := v_item_stocks || v_shards[v_j];
             v_item_quantities := v_item_quantities || v_part;
             v_item_prices := v_item_prices || v_prices[v_i];
             v_wanted := v_wanted - v_part;

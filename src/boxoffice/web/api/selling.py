@@ -113,16 +113,14 @@ async def create_hold(
         hold = await placing.place_alone(db, claims=claims, data=body, ttl=ttl, now=now)
         return JSONResponse(views.placed_hold(hold).model_dump(mode="json"), status_code=201)
 
-    async def place(session: AsyncSession) -> HoldRead:
-        user = await accounts.live_user(session, claims)
-        return views.placed_hold(
-            await orders.place_hold(session, user=user, data=body, ttl=ttl, now=now)
-        )
+    async def in_transaction(user: User) -> JSONResponse:
+        async def place(session: AsyncSession) -> HoldRead:
+            hold = await orders.place_hold(session, user=user, data=body, ttl=ttl, now=now)
+            return views.placed_hold(hold)
 
-    def in_transaction() -> Awaitable[JSONResponse]:
-        return _once(
+        return await _once(
             db,
-            user_id=claims.user_id,
+            user_id=user.id,
             key=idempotency_key,
             scope="POST /holds",
             body=body,
@@ -130,11 +128,14 @@ async def create_hold(
             work=place,
         )
 
-    one_statement = idempotency_key is None and db.dialect == "postgresql"
     try:
-        response = await orders.retry_after_expiring(
-            db, alone if one_statement else in_transaction, now=now
-        )
+        if idempotency_key is None and db.dialect == "postgresql":
+            response = await orders.retry_after_expiring(db, alone, now=now)
+        else:
+            # Before the key is claimed: a revoked token gets a 401, never a replay.
+            async with db.read_transaction() as session:
+                user = await accounts.live_user(session, claims)
+            response = await orders.retry_after_expiring(db, lambda: in_transaction(user), now=now)
     except DomainError as exc:
         HOLDS.labels(exc.code).inc()
         raise
