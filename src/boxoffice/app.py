@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import structlog
@@ -35,6 +36,23 @@ def _describe_errors_in_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def serving_app() -> FastAPI:
+    """The app as `boxoffice serve` runs it in each web process (uvicorn --factory).
+
+    What start-up built (modules, mappers, routes, compiled statements) lives as long as
+    the process, so it is frozen out of the garbage collector's sight: otherwise every
+    full collection walks all of it and stalls the request in flight for tens of ms. With
+    that out of the count, the youngest generation may grow larger before a collection
+    (a page of events allocates tens of thousands of objects), else the collector would
+    run whole-heap passes on almost every request.
+    """
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    return app
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:

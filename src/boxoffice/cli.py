@@ -82,7 +82,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         uvicorn.run(
-            "boxoffice.app:create_app",
+            "boxoffice.app:serving_app",
             factory=True,
             host=host,
             port=port,
