@@ -4,6 +4,7 @@ in one batch per second. A crash loses at most that second of analytics, never a
 import asyncio
 import contextlib
 import uuid
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -17,6 +18,27 @@ log = structlog.get_logger("boxoffice.analytics")
 
 RECORDED = Counter("boxoffice_interactions_total", "Interactions recorded", ["kind"])
 DROPPED = Counter("boxoffice_interactions_dropped_total", "Interactions dropped: buffer full")
+
+
+def interaction_row(
+    kind: InteractionKind,
+    *,
+    event_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    quantity: int = 1,
+    data: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """An `interactions` row for a Core insert (the buffer's, or a transaction's own)."""
+    return {
+        "id": uuid.uuid4(),
+        "kind": kind,
+        "event_id": event_id,
+        "user_id": user_id,
+        "quantity": quantity,
+        "data": data or {},
+        "created_at": created_at or utcnow(),
+    }
 
 
 class InteractionRecorder:
@@ -39,15 +61,7 @@ class InteractionRecorder:
             DROPPED.inc()
             return
         self._buffer.append(
-            {
-                "id": uuid.uuid4(),
-                "kind": kind,
-                "event_id": event_id,
-                "user_id": user_id,
-                "quantity": quantity,
-                "data": data or {},
-                "created_at": utcnow(),
-            }
+            interaction_row(kind, event_id=event_id, user_id=user_id, quantity=quantity, data=data)
         )
         RECORDED.labels(kind.value).inc()
 

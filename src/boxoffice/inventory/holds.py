@@ -42,8 +42,19 @@ async def take(
     out" while it still has the seats somewhere.
     """
     column = TicketStock.sold if sell else TicketStock.held
-    statement = _take_statement(session.get_bind().dialect.name, sell)
-    stock_id = await session.scalar(statement, {"tier": ticket_type_id, "want": quantity})
+    dialect = session.get_bind().dialect.name
+    statement = _take_statement(dialect, sell)
+    params = {"tier": ticket_type_id, "want": quantity}
+    if dialect != "postgresql":
+        stock_id = await session.scalar(statement, params)
+    else:
+        # In a savepoint: the SKIP LOCKED pick keeps its lock on a shard it passes over
+        # (emptied by another buyer after the statement's snapshot); undone, it lets go
+        # before _gather locks every shard in order, else two buyers could deadlock.
+        # boxoffice_place_hold() does the same in a subtransaction.
+        savepoint = await session.begin_nested()
+        stock_id = await session.scalar(statement, params)
+        await (savepoint.commit() if stock_id is not None else savepoint.rollback())
     if stock_id is not None:
         return [Taken(ticket_type_id, stock_id, quantity)]
     return await _gather(session, ticket_type_id, quantity, column)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice.accounts.models import Role, User
 from boxoffice.analytics.models import Interaction, InteractionKind
+from boxoffice.analytics.recorder import interaction_row
 from boxoffice.catalog import service as catalog
 from boxoffice.catalog.errors import EventNotFound, TicketTypeNotFound
 from boxoffice.catalog.models import Event, EventStatus, TicketType
@@ -551,15 +552,14 @@ async def _confirm(
     await session.execute(
         insert(Interaction.__table__),
         [
-            {
-                "id": uuid.uuid4(),
-                "kind": InteractionKind.PURCHASE,
-                "user_id": booking.user_id,
-                "event_id": booking.event_id,
-                "quantity": sum(item.quantity for item in items),
-                "data": {"booking_id": str(booking.id)},
-                "created_at": now,
-            }
+            interaction_row(
+                InteractionKind.PURCHASE,
+                user_id=booking.user_id,
+                event_id=booking.event_id,
+                quantity=sum(item.quantity for item in items),
+                data={"booking_id": str(booking.id)},
+                created_at=now,
+            )
         ],
     )
     enqueue(session, "orders.booking_confirmed", {"booking_id": str(booking.id)}, now=now)

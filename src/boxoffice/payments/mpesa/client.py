@@ -192,12 +192,8 @@ class DarajaClient:
             "QueueTimeOutURL": timeout_url,
             "Remarks": remarks,
         }
-        response = await self._post(
+        return await self._queued(
             "reversal", "/mpesa/reversal/v1/request", body, reference=transaction_id
-        )
-        answer = self._accepted("reversal", response, reference=transaction_id)
-        return RequestAccepted(
-            _text(answer, "ConversationID"), _text(answer, "OriginatorConversationID")
         )
 
     async def b2c_payment(
@@ -230,12 +226,8 @@ class DarajaClient:
             "ResultURL": result_url,
             "Occasion": occasion,
         }
-        response = await self._post(
+        return await self._queued(
             "b2c", "/mpesa/b2c/v3/paymentrequest", body, reference=originator_conversation_id
-        )
-        answer = self._accepted("b2c", response, reference=originator_conversation_id)
-        return RequestAccepted(
-            _text(answer, "ConversationID"), _text(answer, "OriginatorConversationID")
         )
 
     async def transaction_status(
@@ -262,18 +254,12 @@ class DarajaClient:
             "Remarks": remarks,
             "Occasion": occasion,
         }
-        response = await self._post(
+        return await self._queued(
             "transaction_status",
             "/mpesa/transactionstatus/v1/query",
             body,
             idempotent=True,
             reference=originator_conversation_id,
-        )
-        answer = self._accepted(
-            "transaction_status", response, reference=originator_conversation_id
-        )
-        return RequestAccepted(
-            _text(answer, "ConversationID"), _text(answer, "OriginatorConversationID")
         )
 
     def _credentials(self) -> dict[str, str]:
@@ -327,6 +313,25 @@ class DarajaClient:
             log.info("mpesa.token_refused", operation=operation)
             self._token.forget(token)
         raise AssertionError("unreachable")
+
+    async def _queued(
+        self,
+        operation: str,
+        path: str,
+        body: dict[str, Any],
+        *,
+        reference: str,
+        idempotent: bool = False,
+    ) -> RequestAccepted:
+        """POST a request whose result Daraja sends later to its ResultURL; what it
+        answered now names the conversation the result will belong to."""
+        response = await self._post(
+            operation, path, body, idempotent=idempotent, reference=reference
+        )
+        answer = self._accepted(operation, response, reference=reference)
+        return RequestAccepted(
+            _text(answer, "ConversationID"), _text(answer, "OriginatorConversationID")
+        )
 
     def _accepted(
         self, operation: str, response: httpx.Response, *, reference: str | None = None
