@@ -16,16 +16,21 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from boxoffice.accounts import service as accounts
 from boxoffice.accounts.models import User
+from boxoffice.accounts.tokens import AccessClaims, read_access_token
+from boxoffice.config import Settings
 from boxoffice.db import Database, utcnow
 from boxoffice.errors import DomainError
 from boxoffice.inventory.models import Hold, HoldStatus
+from boxoffice.orders import free_booking
 from boxoffice.orders import service as orders
 from boxoffice.orders.models import Booking, BookingStatus
-from boxoffice.orders.schemas import BookingCreate, HoldCreate
+from boxoffice.orders.schemas import BookingCreate, BookingRead, HoldCreate
 from boxoffice.payments.models import Payment, PaymentStatus, Refund
 from boxoffice.payments.providers import Providers
 from boxoffice.tickets import service as tickets_service
+from boxoffice.tickets.codes import TicketSigner
 from boxoffice.tickets.models import Ticket, TicketStatus
 from tests.concurrency.helpers import drifts, hold_body, stock_of
 from tests.factories import create_user
@@ -461,6 +466,52 @@ async def test_release_and_booking_race_on_one_hold_has_one_winner(
             )
             assert (state.hold, state.booking) == expected, state
         endings[(state.hold, state.booking)] += 1
+        assert await drifts(committing_db) == [], (results, state)
+    print("endings", dict(endings))
+
+
+async def test_a_free_booking_in_one_statement_racing_release_and_expiry_has_one_winner(
+    committing_db: Database, providers: Providers, settings: Settings
+) -> None:
+    """On PostgreSQL a free booking is one statement (boxoffice_book_free). Racing a
+    release and the expiry sweep on its hold, exactly one of the three moves the hold, and
+    the seats are either sold with their tickets or back."""
+    if committing_db.dialect != "postgresql":
+        pytest.skip("boxoffice_book_free is PostgreSQL's; SQLite books in the Python steps")
+    event_id, tier = await priced_tier(committing_db, price=0)
+    signer = TicketSigner(settings.signing_secret)
+    endings = Counter()
+    for _ in range(ROUNDS):
+        sale = await held(committing_db, providers, event_id, tier)
+        async with committing_db.transaction() as session:
+            pair = await accounts.open_session(
+                session, settings=settings, user=sale.fan, now=sale.now
+            )
+        claims = read_access_token(pair.access_token, secret=settings.signing_secret, now=sale.now)
+        assert claims is not None
+
+        async def book_alone(sale: Sale = sale, claims: AccessClaims = claims) -> BookingRead:
+            confirmed = await free_booking.book_alone(
+                committing_db, claims=claims, hold_id=sale.hold_id, now=sale.now, signer=signer
+            )
+            assert confirmed is not None  # the hold is free
+            return confirmed
+
+        results = await race(
+            committing_db,
+            {"release": release(sale), "expire": expire(sale), "book": OwnTransactions(book_alone)},
+        )
+        state = await final(sale)
+        if state.hold == HoldStatus.CONVERTED:
+            assert isinstance(results["book"], BookingRead), results
+            assert (results["release"], results["expire"]) == ("hold_not_active", 0), results
+            assert (state.booking, state.valid_tickets) == (BookingStatus.CONFIRMED, SEATS)
+        else:
+            assert state.hold in (HoldStatus.RELEASED, HoldStatus.EXPIRED), state
+            assert results["book"] in ("hold_not_active", "hold_expired"), results
+            assert (state.booking, state.tickets) == (None, 0), state
+            assert results["expire"] == (1 if state.hold == HoldStatus.EXPIRED else 0), results
+        endings[state.hold] += 1
         assert await drifts(committing_db) == [], (results, state)
     print("endings", dict(endings))
 

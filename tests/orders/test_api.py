@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from boxoffice.accounts import service as accounts
 from boxoffice.accounts.models import Role, User
+from boxoffice.analytics.models import Interaction
 from boxoffice.catalog.models import Event, EventStatus
 from boxoffice.db import Database, utcnow
 from boxoffice.inventory import audit
@@ -22,7 +23,9 @@ from boxoffice.orders.models import IdempotencyKey
 from boxoffice.payments.models import Payment, Refund
 from boxoffice.tickets import service as tickets_service
 from boxoffice.tickets.codes import TicketSigner
+from boxoffice.tickets.models import Ticket
 from boxoffice.worker.models import Job
+from boxoffice.worker.service import DEFAULT_MAX_ATTEMPTS
 from tests.factories import create_user
 from tests.orders.helpers import API, free_event, hold, stock
 from tests.payments.fakes import PendingProvider, use_providers
@@ -1018,6 +1021,87 @@ async def test_a_free_booking_is_confirmed_with_its_tickets(
     assert (held["status"], held["booking_id"]) == ("converted", booking["id"])
     assert ((await stock(db, floor)).sold, (await stock(db, floor)).held) == (2, 0)
     await assert_audit_clean(db)
+
+
+@pytest.mark.parametrize("key", [None, "book-1"], ids=["one statement", "idempotent"])
+async def test_a_free_booking_writes_the_same_rows_on_either_path(
+    client: AsyncClient, db: Database, sign_in: SignIn, key: str | None
+) -> None:
+    """On PostgreSQL a free booking without an Idempotency-Key is one statement
+    (boxoffice_book_free); with a key it takes the Python steps, as on SQLite. Both leave
+    the same rows behind."""
+    event, tiers = await free_event(db, title="Ölçek Ñandú Live")
+    fan, headers = await sign_in(name="Zoë Ñandú")
+    created = await hold(client, headers, event.id, {tiers[0]: 2, tiers[1]: 1})
+    extra = {"Idempotency-Key": key} if key else {}
+    response = await client.post(
+        f"{API}/bookings", json={"hold_id": created["id"]}, headers=headers | extra
+    )
+    assert response.status_code == 201, response.text
+    booking_id = uuid.UUID(response.json()["id"])
+    reference = response.json()["reference"]
+
+    async with db.read_transaction() as session:
+        (payment,) = (await session.scalars(select(Payment))).all()
+        jobs = (
+            await session.scalars(select(Job).where(Job.kind == "orders.booking_confirmed"))
+        ).all()
+        purchases = (
+            await session.scalars(select(Interaction).where(Interaction.kind == "purchase"))
+        ).all()
+        issued = (await session.scalars(select(Ticket).order_by(Ticket.number))).all()
+        held = await session.get_one(Hold, uuid.UUID(created["id"]))
+    assert (payment.booking_id, payment.user_id, payment.provider) == (booking_id, fan.id, "free")
+    assert (payment.status, payment.amount_cents, payment.currency) == ("successful", 0, "KES")
+    assert (payment.provider_reference, payment.provider_transaction_id) == (None, None)
+    assert (payment.payer_phone, payment.callback_token_hash, payment.instructions) == (
+        None,
+        None,
+        None,
+    )
+    assert [(j.payload, j.status, j.attempts, j.max_attempts) for j in jobs] == [
+        ({"booking_id": str(booking_id)}, "pending", 0, DEFAULT_MAX_ATTEMPTS)
+    ]
+    assert [(p.user_id, p.event_id, p.quantity, p.data) for p in purchases] == [
+        (fan.id, event.id, 3, {"booking_id": str(booking_id)})
+    ]
+    # Numbered from the title's first three ASCII letters, in tier order.
+    assert [t.number for t in issued] == [
+        f"LEK-{reference[:4]}-{reference[4:]}-0{place}" for place in (1, 2, 3)
+    ]
+    assert [t.ticket_type_id for t in issued] == sorted(t.ticket_type_id for t in issued)
+    assert {(t.holder_name, t.user_id, t.status, t.price_cents) for t in issued} == {
+        ("Zoë Ñandú", fan.id, "valid", 0)
+    }
+    assert (held.status, held.booking_id, held.ended_at is not None) == (
+        "converted",
+        booking_id,
+        True,
+    )
+    read = await client.get(f"{API}/bookings/{booking_id}", headers=headers)
+    assert read.json() == response.json()
+    await assert_audit_clean(db)
+
+
+@pytest.mark.parametrize("key", [None, "book-1"], ids=["one statement", "idempotent"])
+async def test_a_revoked_token_or_deleted_account_cannot_book(
+    client: AsyncClient, db: Database, sign_in: SignIn, log_in: LogIn, key: str | None
+) -> None:
+    event, (tier, _) = await free_event(db)
+    extra = {"Idempotency-Key": key} if key else {}
+    fan, headers = await sign_in()
+    created = await hold(client, headers, event.id, {tier: 1})
+    assert (await client.post(f"{API}/logout", headers=headers)).status_code == 204
+    body = {"hold_id": created["id"]}
+    response = await client.post(f"{API}/bookings", json=body, headers=headers | extra)
+    assert assert_problem(response, 401, "unauthenticated")["detail"] == accounts.REVOKED_ACCESS
+
+    headers = await log_in(fan)
+    async with db.transaction() as session:
+        await session.execute(update(User).where(User.id == fan.id).values(deleted_at=utcnow()))
+    response = await client.post(f"{API}/bookings", json=body, headers=headers | extra)
+    assert_problem(response, 401, "unauthenticated")
+    assert ((await stock(db, tier)).held, (await stock(db, tier)).sold) == (1, 0)
 
 
 async def test_an_expired_hold_cannot_be_booked(

@@ -54,6 +54,15 @@ class HoldNotFound(NotFound):
 class HoldNotActive(Conflict):
     code, title = "hold_not_active", "The hold is no longer active"
 
+    @classmethod
+    def being(cls, state: str) -> "HoldNotActive":
+        """For a booking of a hold that is `state` ("booked", "released", …)."""
+        return cls(f"The hold is {state}.")
+
 
 class HoldExpired(Conflict):
     code, title = "hold_expired", "The hold has expired"
+
+    @classmethod
+    def for_booking(cls) -> "HoldExpired":
+        return cls("The hold has expired; hold the seats again.")

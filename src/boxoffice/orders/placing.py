@@ -10,6 +10,7 @@ the Python steps raise, so the API cannot tell the two apart.
 
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,7 +45,7 @@ async def place(
     except DBAPIError as exc:
         cause = exc.orig.__cause__ if exc.orig is not None else None
         if isinstance(cause, asyncpg.PostgresError) and cause.sqlstate in REFUSED:
-            raise _refusal(cause) from None
+            raise _refusal(*_refused(cause)) from None
         raise
     return _hold(answer, arguments)
 
@@ -55,14 +56,29 @@ async def place_alone(
     """The hold as a statement of its own, which also checks that the caller's session and
     token are live: one round trip for the whole request."""
     arguments = _arguments(claims.user_id, claims, data, ttl, now)
+    return _hold(await call_alone(db, _ALONE, arguments, _refusal), arguments)
+
+
+async def call_alone(
+    db: Database,
+    query: str,
+    arguments: Sequence[Any],
+    refusal: Callable[[str, dict[str, Any]], DomainError],
+) -> Any:
+    """The value of one of our functions, called on a connection of its own; a refusal of
+    the function raised as the DomainError that `refusal` makes of its code and fields."""
     async with db.driver_connection() as connection:
         try:
-            answer = await connection.fetchval(_ALONE, *arguments)
+            return await connection.fetchval(query, *arguments)
         except asyncpg.PostgresError as exc:
             if exc.sqlstate in REFUSED:
-                raise _refusal(exc) from None
+                raise refusal(*_refused(exc)) from None
             raise
-    return _hold(answer, arguments)
+
+
+def _refused(error: asyncpg.PostgresError) -> tuple[str, dict[str, Any]]:
+    """A function's refusal: the problem code is its message, the fields its detail."""
+    return (error.args[0] if error.args else "", json.loads(error.detail or "{}"))
 
 
 def _arguments(
@@ -119,8 +135,7 @@ def _hold(answer: str, arguments: tuple[Any, ...]) -> Hold:
     return hold
 
 
-def _refusal(error: asyncpg.PostgresError) -> DomainError:
-    code, fields = error.args[0] if error.args else "", json.loads(error.detail or "{}")
+def _refusal(code: str, fields: dict[str, Any]) -> DomainError:
     tier = fields.get("ticket_type_id")
     match code:
         case "unauthenticated":

@@ -334,9 +334,9 @@ async def book(
     """
     hold = await get_hold(session, hold_id=data.hold_id, user=user)
     if hold.status == HoldStatus.EXPIRED or hold.is_overdue(now):
-        raise HoldExpired("The hold has expired; hold the seats again.")
+        raise HoldExpired.for_booking()
     if hold.status != HoldStatus.ACTIVE or hold.booking_id is not None:
-        raise HoldNotActive(f"The hold is {'booked' if hold.booking_id else hold.status.value}.")
+        raise HoldNotActive.being("booked" if hold.booking_id else hold.status.value)
     if hold.total_cents == 0:
         method, phone = "free", None
     elif data.payment is None:

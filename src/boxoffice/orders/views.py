@@ -174,56 +174,75 @@ async def booking_reads(
     issued: dict[uuid.UUID, list[Ticket]] = defaultdict(list)
     for ticket in await tickets.of_bookings(session, booking_ids):
         issued[ticket.booking_id].append(ticket)
-    reads = []
-    for booking in bookings:
-        event = events[booking.event_id]
-        payment = latest.get(booking.id)
-        reads.append(
-            BookingRead(
-                id=booking.id,
-                reference=booking.reference,
-                event=EventSummary(
-                    id=event.id,
-                    title=event.title,
-                    starts_at=event.starts_at,
-                    venue=VenueSummary(
-                        name=event.venue_name, city=event.city, country=event.country
-                    ),
-                ),
-                items=[
-                    BookingItemRead(**item)
-                    for item in _grouped(items[booking.hold_id], names, booking.currency)
-                ],
-                total=Money(amount=booking.total_cents, currency=booking.currency),
-                status=booking.status,
-                failure_reason=booking.failure_reason,
-                created_at=booking.created_at,
-                confirmed_at=booking.confirmed_at,
-                cancelled_at=booking.cancelled_at,
-                expires_at=expiries.get(booking.hold_id)
-                if booking.status == BookingStatus.PENDING_PAYMENT
-                else None,
-                payment=PaymentSummary(
-                    id=payment.id,
-                    status=payment.status.value,
-                    provider=payment.provider,
-                    amount=Money(amount=payment.amount_cents, currency=payment.currency),
-                    failure_reason=payment.failure_reason,
-                    instructions=payment.instructions
-                    if payment.status == PaymentStatus.PENDING
-                    else None,
-                )
-                if payment
-                else None,
-                tickets=[
-                    ticket_read(
-                        ticket,
-                        names.get(ticket.ticket_type_id, ""),
-                        signer=signer,
-                        with_code=ticket.user_id == viewer_id,
-                    )
-                    for ticket in issued[booking.id]
-                ],
-            )
+    summaries = {event.id: event_summary(event) for event in events.values()}
+    return [
+        booking_read(
+            booking,
+            event=summaries[booking.event_id],
+            items=items[booking.hold_id],
+            names=names,
+            expires_at=expiries.get(booking.hold_id),
+            payment=latest.get(booking.id),
+            tickets=issued[booking.id],
+            viewer_id=viewer_id,
+            signer=signer,
         )
-    return reads
+        for booking in bookings
+    ]
+
+
+def event_summary(event: Event) -> EventSummary:
+    return EventSummary(
+        id=event.id,
+        title=event.title,
+        starts_at=event.starts_at,
+        venue=VenueSummary(name=event.venue_name, city=event.city, country=event.country),
+    )
+
+
+def booking_read(
+    booking: Booking,
+    *,
+    event: EventSummary,
+    items: Sequence[HoldItem],
+    names: dict[uuid.UUID, str],
+    expires_at: datetime | None,
+    payment: Payment | None,
+    tickets: Sequence[Ticket],
+    viewer_id: uuid.UUID,
+    signer: TicketSigner,
+) -> BookingRead:
+    """A booking as API.md shows it, from its parts: its hold's items, the latest payment
+    attempt, its tickets (with their codes for their holder only)."""
+    return BookingRead(
+        id=booking.id,
+        reference=booking.reference,
+        event=event,
+        items=[BookingItemRead(**item) for item in _grouped(items, names, booking.currency)],
+        total=Money(amount=booking.total_cents, currency=booking.currency),
+        status=booking.status,
+        failure_reason=booking.failure_reason,
+        created_at=booking.created_at,
+        confirmed_at=booking.confirmed_at,
+        cancelled_at=booking.cancelled_at,
+        expires_at=expires_at if booking.status == BookingStatus.PENDING_PAYMENT else None,
+        payment=PaymentSummary(
+            id=payment.id,
+            status=payment.status.value,
+            provider=payment.provider,
+            amount=Money(amount=payment.amount_cents, currency=payment.currency),
+            failure_reason=payment.failure_reason,
+            instructions=payment.instructions if payment.status == PaymentStatus.PENDING else None,
+        )
+        if payment
+        else None,
+        tickets=[
+            ticket_read(
+                ticket,
+                names.get(ticket.ticket_type_id, ""),
+                signer=signer,
+                with_code=ticket.user_id == viewer_id,
+            )
+            for ticket in tickets
+        ],
+    )

@@ -28,9 +28,12 @@ def booking_reference() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(8))
 
 
-def _prefix(title: str) -> str:
-    letters = re.sub(r"[^A-Z]", "", title.upper())
-    return (letters + "XXX")[:3]
+def ticket_number(event_title: str, reference: str, place: int) -> str:
+    """ "AFR-7K2Q-9XZA-01": the first three ASCII letters of the event's title, the booking
+    reference, the seat's place in the booking. boxoffice_book_free (migration 0007) builds
+    the same on PostgreSQL."""
+    letters = re.sub(r"[^A-Za-z]", "", event_title).upper()
+    return f"{(letters + 'XXX')[:3]}-{reference[:4]}-{reference[4:]}-{place:02d}"
 
 
 async def issue(
@@ -46,7 +49,7 @@ async def issue(
     items: list[HoldItem],
     now: datetime,
 ) -> None:
-    """One ticket per seat, numbered "AFR-7K2Q-9XZA-01" (event, booking reference, seat)."""
+    """One ticket per seat, numbered by ticket_number."""
     rows = []
     for item in sorted(items, key=lambda item: (item.ticket_type_id, item.stock_id)):
         for _ in range(item.quantity):
@@ -57,8 +60,7 @@ async def issue(
                     "event_id": event_id,
                     "ticket_type_id": item.ticket_type_id,
                     "user_id": user_id,
-                    "number": f"{_prefix(event_title)}-{reference[:4]}-{reference[4:]}-"
-                    f"{len(rows) + 1:02d}",
+                    "number": ticket_number(event_title, reference, len(rows) + 1),
                     "holder_name": holder_name,
                     "price_cents": item.unit_price_cents,
                     "currency": currency,
