@@ -9,17 +9,18 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from boxoffice.accounts import service as accounts
-from boxoffice.accounts.models import Role, User
+from boxoffice.accounts.models import AuthSession, RevokedAccessToken, Role, User
+from boxoffice.accounts.tokens import read_access_token
 from boxoffice.analytics.models import Interaction
 from boxoffice.catalog.models import Event, EventStatus
 from boxoffice.db import Database, utcnow
 from boxoffice.inventory import audit
-from boxoffice.inventory.models import Hold
+from boxoffice.inventory.models import Hold, HoldItem
 from boxoffice.orders import service as orders
-from boxoffice.orders.models import IdempotencyKey
+from boxoffice.orders.models import Booking, IdempotencyKey
 from boxoffice.payments.models import Payment, Refund
 from boxoffice.tickets import service as tickets_service
 from boxoffice.tickets.codes import TicketSigner
@@ -1029,10 +1030,14 @@ async def test_a_free_booking_writes_the_same_rows_on_either_path(
 ) -> None:
     """On PostgreSQL a free booking without an Idempotency-Key is one statement
     (boxoffice_book_free); with a key it takes the Python steps, as on SQLite. Both leave
-    the same rows behind."""
-    event, tiers = await free_event(db, title="Ölçek Ñandú Live")
+    the same rows behind: here for 13 seats, 12 of them gathered from several shards."""
+    spread = {"name": "Spread", "price": 0, "capacity": 40, "shards": 4, "max_per_order": 12}
+    single = {"name": "Single", "price": 0, "capacity": 10, "max_per_order": 10}
+    event, (wide, narrow) = await free_event(
+        db, title="Ölçek Ñandú Live", ticket_types=[spread, single]
+    )
     fan, headers = await sign_in(name="Zoë Ñandú")
-    created = await hold(client, headers, event.id, {tiers[0]: 2, tiers[1]: 1})
+    created = await hold(client, headers, event.id, {wide: 12, narrow: 1})
     extra = {"Idempotency-Key": key} if key else {}
     response = await client.post(
         f"{API}/bookings", json={"hold_id": created["id"]}, headers=headers | extra
@@ -1042,6 +1047,7 @@ async def test_a_free_booking_writes_the_same_rows_on_either_path(
     reference = response.json()["reference"]
 
     async with db.read_transaction() as session:
+        booking = await session.get_one(Booking, booking_id)
         (payment,) = (await session.scalars(select(Payment))).all()
         jobs = (
             await session.scalars(select(Job).where(Job.kind == "orders.booking_confirmed"))
@@ -1051,6 +1057,19 @@ async def test_a_free_booking_writes_the_same_rows_on_either_path(
         ).all()
         issued = (await session.scalars(select(Ticket).order_by(Ticket.number))).all()
         held = await session.get_one(Hold, uuid.UUID(created["id"]))
+        shards = set(
+            await session.scalars(select(HoldItem.stock_id).where(HoldItem.ticket_type_id == wide))
+        )
+    at = booking.created_at
+    assert (booking.status, booking.user_id, booking.event_id, booking.hold_id) == (
+        "confirmed",
+        fan.id,
+        event.id,
+        held.id,
+    )
+    assert (booking.total_cents, booking.currency, booking.failure_reason) == (0, "KES", None)
+    assert booking.confirmed_at == booking.updated_at == at
+    assert (booking.cancelled_at, booking.reference) == (None, reference)
     assert (payment.booking_id, payment.user_id, payment.provider) == (booking_id, fan.id, "free")
     assert (payment.status, payment.amount_cents, payment.currency) == ("successful", 0, "KES")
     assert (payment.provider_reference, payment.provider_transaction_id) == (None, None)
@@ -1059,48 +1078,62 @@ async def test_a_free_booking_writes_the_same_rows_on_either_path(
         None,
         None,
     )
+    assert payment.created_at == payment.updated_at == at
     assert [(j.payload, j.status, j.attempts, j.max_attempts) for j in jobs] == [
         ({"booking_id": str(booking_id)}, "pending", 0, DEFAULT_MAX_ATTEMPTS)
     ]
-    assert [(p.user_id, p.event_id, p.quantity, p.data) for p in purchases] == [
-        (fan.id, event.id, 3, {"booking_id": str(booking_id)})
+    assert jobs[0].run_after == jobs[0].created_at == at
+    assert [(p.user_id, p.event_id, p.quantity, p.data, p.created_at) for p in purchases] == [
+        (fan.id, event.id, 13, {"booking_id": str(booking_id)}, at)
     ]
-    # Numbered from the title's first three ASCII letters, in tier order.
+    # Numbered from the title's first three ASCII letters, in tier order, past place 9.
+    assert len(shards) >= 2
     assert [t.number for t in issued] == [
-        f"LEK-{reference[:4]}-{reference[4:]}-0{place}" for place in (1, 2, 3)
+        f"LEK-{reference[:4]}-{reference[4:]}-{place:02d}" for place in range(1, 14)
     ]
     assert [t.ticket_type_id for t in issued] == sorted(t.ticket_type_id for t in issued)
-    assert {(t.holder_name, t.user_id, t.status, t.price_cents) for t in issued} == {
-        ("Zoë Ñandú", fan.id, "valid", 0)
-    }
-    assert (held.status, held.booking_id, held.ended_at is not None) == (
-        "converted",
-        booking_id,
-        True,
-    )
+    assert {
+        (t.holder_name, t.user_id, t.event_id, t.status, t.price_cents, t.currency, t.created_at)
+        for t in issued
+    } == {("Zoë Ñandú", fan.id, event.id, "valid", 0, "KES", at)}
+    assert (held.status, held.booking_id, held.ended_at) == ("converted", booking_id, at)
+    assert ((await stock(db, wide)).sold, (await stock(db, narrow)).sold) == (12, 1)
     read = await client.get(f"{API}/bookings/{booking_id}", headers=headers)
     assert read.json() == response.json()
     await assert_audit_clean(db)
 
 
 @pytest.mark.parametrize("key", [None, "book-1"], ids=["one statement", "idempotent"])
-async def test_a_revoked_token_or_deleted_account_cannot_book(
-    client: AsyncClient, db: Database, sign_in: SignIn, log_in: LogIn, key: str | None
+async def test_a_revoked_token_or_session_or_a_deleted_account_cannot_book(
+    client: AsyncClient, db: Database, sign_in: SignIn, log_in: LogIn, app, key: str | None
 ) -> None:
     event, (tier, _) = await free_event(db)
     extra = {"Idempotency-Key": key} if key else {}
     fan, headers = await sign_in()
     created = await hold(client, headers, event.id, {tier: 1})
-    assert (await client.post(f"{API}/logout", headers=headers)).status_code == 204
     body = {"hold_id": created["id"]}
-    response = await client.post(f"{API}/bookings", json=body, headers=headers | extra)
-    assert assert_problem(response, 401, "unauthenticated")["detail"] == accounts.REVOKED_ACCESS
 
+    async def revoked(change: Any) -> None:
+        async with db.transaction() as session:
+            await session.execute(change)
+        response = await client.post(f"{API}/bookings", json=body, headers=headers | extra)
+        assert_problem(response, 401, "unauthenticated")
+
+    claims = read_access_token(
+        headers["Authorization"].removeprefix("Bearer "),
+        secret=app.state.settings.signing_secret,
+        now=utcnow(),
+    )
+    assert claims is not None
+    await revoked(  # the access token alone
+        insert(RevokedAccessToken).values(jti=claims.token_id, expires_at=claims.expires_at)
+    )
     headers = await log_in(fan)
-    async with db.transaction() as session:
-        await session.execute(update(User).where(User.id == fan.id).values(deleted_at=utcnow()))
-    response = await client.post(f"{API}/bookings", json=body, headers=headers | extra)
-    assert_problem(response, 401, "unauthenticated")
+    await revoked(  # the session alone: every session of the fan
+        update(AuthSession).where(AuthSession.user_id == fan.id).values(revoked_at=utcnow())
+    )
+    headers = await log_in(fan)
+    await revoked(update(User).where(User.id == fan.id).values(deleted_at=utcnow()))
     assert ((await stock(db, tier)).held, (await stock(db, tier)).sold) == (1, 0)
 
 
