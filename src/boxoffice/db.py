@@ -84,10 +84,13 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     options.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         return _create_sqlite_engine(url, **options)
-    # A steady pool: overflow connections are opened and closed per burst, which costs
-    # more than the queries under load.
+    # A steady pool and no overflow: an overflow connection is opened for a burst and
+    # closed when it is handed back, and under a stampede that churn (a new server process
+    # each time, which then plans every statement afresh) cost more than the queries. A
+    # request that finds every connection busy waits for one (pool_timeout) instead. No
+    # request holds one connection while it asks for another.
     options.setdefault("pool_size", 20)
-    options.setdefault("max_overflow", 5)
+    options.setdefault("max_overflow", 0)
     # No ping before every checkout (on asyncpg it is a transaction of its own, a tenth of a
     # hold's cost): connections are recycled instead, and a connection that died with the
     # server fails one request, which the pool then replaces.
