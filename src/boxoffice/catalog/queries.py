@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boxoffice import geo
@@ -86,9 +86,7 @@ async def get_public_event(
     session: AsyncSession, *, event_id: uuid.UUID, now: datetime
 ) -> EventRead:
     """A published event (past ones too); drafts and cancelled events are not found."""
-    event = await session.scalar(
-        select(Event).where(Event.id == event_id, Event.status == EventStatus.PUBLISHED)
-    )
+    event = await session.scalar(_PUBLISHED_EVENT, {"id": event_id})
     if event is None:
         raise EventNotFound()
     (read,) = await present(session, [event], now=now)
@@ -98,14 +96,15 @@ async def get_public_event(
 async def present(
     session: AsyncSession, events: Sequence[Event], *, now: datetime, managed: bool = False
 ) -> list[EventRead]:
-    """Events as the API shows them, with tiers and live availability: three queries."""
+    """Events as the API shows them, with tiers and live availability: two queries."""
     ids = [event.id for event in events]
     categories = await _categories_by_id(session, {e.category_id for e in events if e.category_id})
-    tiers = await catalog.tiers_of(session, ids)
-    stock = await inventory.stock_by_tier(session, [tier.id for tier in tiers])
     tiers_by_event: dict[uuid.UUID, list[TicketType]] = {event_id: [] for event_id in ids}
-    for tier in tiers:
-        tiers_by_event[tier.event_id].append(tier)
+    stock: dict[uuid.UUID, inventory.Stock] = {}
+    if ids:
+        for tier, *figures in await session.execute(_TIERS_WITH_STOCK, {"ids": ids}):
+            tiers_by_event[tier.event_id].append(tier)
+            stock[tier.id] = inventory.Stock(*figures)
     return [
         _event_read(
             event, categories.get(event.category_id), tiers_by_event[event.id], stock, now, managed
@@ -176,13 +175,36 @@ async def _categories_by_id(
 ) -> dict[uuid.UUID, Category]:
     if not ids:
         return {}
-    return {c.id: c for c in await session.scalars(select(Category).where(Category.id.in_(ids)))}
+    return {c.id: c for c in await session.scalars(_CATEGORIES, {"ids": list(ids)})}
 
 
 async def events_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[Event]:
     """The events, in the order of `ids`."""
-    found = {e.id: e for e in await session.scalars(select(Event).where(Event.id.in_(ids)))}
+    if not ids:
+        return []
+    found = {e.id: e for e in await session.scalars(_EVENTS, {"ids": list(ids)})}
     return [found[event_id] for event_id in ids if event_id in found]
+
+
+# The statements of a miss, built once: composing one costs about as much as running it.
+_PUBLISHED_EVENT = select(Event).where(
+    Event.id == bindparam("id"), Event.status == EventStatus.PUBLISHED
+)
+_CATEGORIES = select(Category).where(Category.id.in_(bindparam("ids", expanding=True)))
+_EVENTS = select(Event).where(Event.id.in_(bindparam("ids", expanding=True)))
+_TIERS_WITH_STOCK = (  # a tier's figures summed over its shards
+    select(
+        TicketType,
+        func.coalesce(func.sum(TicketStock.capacity), 0),
+        func.coalesce(func.sum(TicketStock.sold), 0),
+        func.coalesce(func.sum(TicketStock.held), 0),
+        func.count(TicketStock.id),
+    )
+    .outerjoin(TicketStock, TicketStock.ticket_type_id == TicketType.id)
+    .where(TicketType.event_id.in_(bindparam("ids", expanding=True)))
+    .group_by(TicketType.id)
+    .order_by(TicketType.sort_order, TicketType.created_at, TicketType.id)
+)
 
 
 # The public list

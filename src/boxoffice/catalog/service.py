@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -295,12 +295,14 @@ async def delete_ticket_type(
 async def tiers_of(session: AsyncSession, event_ids: Sequence[uuid.UUID]) -> list[TicketType]:
     if not event_ids:
         return []
-    tiers = await session.scalars(
-        select(TicketType)
-        .where(TicketType.event_id.in_(event_ids))
-        .order_by(TicketType.sort_order, TicketType.created_at, TicketType.id)
-    )
-    return list(tiers)
+    return list(await session.scalars(_TIERS_OF, {"ids": list(event_ids)}))
+
+
+_TIERS_OF = (  # built once: a page of events reads it on every cache miss
+    select(TicketType)
+    .where(TicketType.event_id.in_(bindparam("ids", expanding=True)))
+    .order_by(TicketType.sort_order, TicketType.created_at, TicketType.id)
+)
 
 
 # Helpers
