@@ -15,11 +15,10 @@ from boxoffice.accounts.tokens import AccessClaims
 from boxoffice.db import Database
 from boxoffice.errors import DomainError, Unauthenticated
 from boxoffice.inventory.errors import HoldExpired, HoldNotActive, HoldNotFound
-from boxoffice.inventory.models import HoldItem
 from boxoffice.orders import views
 from boxoffice.orders.metrics import BOOKINGS, PAYMENTS
 from boxoffice.orders.models import Booking, BookingStatus
-from boxoffice.orders.placing import call_alone
+from boxoffice.orders.placing import call_alone, hold_item
 from boxoffice.orders.schemas import BookingRead, EventSummary, VenueSummary
 from boxoffice.payments.models import Payment, PaymentStatus
 from boxoffice.tickets import service as tickets
@@ -76,18 +75,10 @@ async def book_alone(
     booking.currency = found["currency"]
     event = found["event"]
     items, names = [], {}
-    for item_id, tier, stock, quantity, price, name in found["items"]:
-        names[uuid.UUID(tier)] = name
-        items.append(
-            HoldItem(
-                id=uuid.UUID(item_id),
-                hold_id=hold_id,
-                ticket_type_id=uuid.UUID(tier),
-                stock_id=uuid.UUID(stock),
-                quantity=quantity,
-                unit_price_cents=price,
-            )
-        )
+    for *columns, name in found["items"]:  # the item's, then its tier's name
+        item = hold_item(hold_id, *columns)
+        items.append(item)
+        names[item.ticket_type_id] = name
     payment = Payment(
         id=uuid.UUID(found["payment_id"]),
         provider="free",

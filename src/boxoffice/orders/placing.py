@@ -117,22 +117,25 @@ def _hold(answer: str, arguments: tuple[Any, ...]) -> Hold:
         expires_at=expires_at,
         created_at=now,
     )
-    ids, tiers, stocks, quantities, prices = found["items"]
     hold.__dict__["items"] = [
-        HoldItem(
-            id=uuid.UUID(item_id),
-            hold_id=hold_id,
-            ticket_type_id=uuid.UUID(tier),
-            stock_id=uuid.UUID(stock),
-            quantity=quantity,
-            unit_price_cents=price,
-        )
-        for item_id, tier, stock, quantity, price in zip(
-            ids, tiers, stocks, quantities, prices, strict=True
-        )
+        hold_item(hold_id, *item) for item in zip(*found["items"], strict=True)
     ]
     hold.__dict__["tier_names"] = {uuid.UUID(key): name for key, name in found["names"].items()}
     return hold
+
+
+def hold_item(
+    hold_id: uuid.UUID, item_id: str, tier: str, stock: str, quantity: int, price: int
+) -> HoldItem:
+    """A hold item as our functions return it, ids as text."""
+    return HoldItem(
+        id=uuid.UUID(item_id),
+        hold_id=hold_id,
+        ticket_type_id=uuid.UUID(tier),
+        stock_id=uuid.UUID(stock),
+        quantity=quantity,
+        unit_price_cents=price,
+    )
 
 
 def _refusal(code: str, fields: dict[str, Any]) -> DomainError:

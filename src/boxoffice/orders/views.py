@@ -120,6 +120,17 @@ async def ticket_reads(
     session: AsyncSession, owned: Sequence[Ticket], *, viewer_id: uuid.UUID, signer: TicketSigner
 ) -> list[TicketRead]:
     names = await _tier_names(session, {ticket.ticket_type_id for ticket in owned})
+    return _ticket_reads(owned, names, viewer_id=viewer_id, signer=signer)
+
+
+def _ticket_reads(
+    owned: Sequence[Ticket],
+    names: dict[uuid.UUID, str],
+    *,
+    viewer_id: uuid.UUID,
+    signer: TicketSigner,
+) -> list[TicketRead]:
+    """Tickets with their tiers' names, and their codes for their holder only."""
     return [
         ticket_read(
             ticket,
@@ -236,13 +247,5 @@ def booking_read(
         )
         if payment
         else None,
-        tickets=[
-            ticket_read(
-                ticket,
-                names.get(ticket.ticket_type_id, ""),
-                signer=signer,
-                with_code=ticket.user_id == viewer_id,
-            )
-            for ticket in tickets
-        ],
+        tickets=_ticket_reads(tickets, names, viewer_id=viewer_id, signer=signer),
     )
