@@ -6,6 +6,7 @@ from httpx import AsyncClient
 
 from boxoffice.db import Database
 from boxoffice.inventory import audit
+from boxoffice.tickets.service import ticket_number
 from tests.factories import auth_headers, create_user, make_event
 from tests.orders.helpers import API, free_event, hold
 
@@ -78,3 +79,9 @@ async def _tier_ids(db: Database, event_id: uuid.UUID) -> list[uuid.UUID]:
 
     async with db.read_transaction() as session:
         return [t.id for t in await catalog.tiers_of(session, [event_id])]
+
+
+def test_ticket_numbers_take_the_first_three_ascii_letters_padded_with_x() -> None:
+    assert ticket_number("Sauti Sol Live", "7K2Q9XZA", 1) == "SAU-7K2Q-9XZA-01"
+    assert ticket_number("Ölçek Ñandú", "7K2Q9XZA", 12) == "LEK-7K2Q-9XZA-12"
+    assert ticket_number("Oz 2026", "7K2Q9XZA", 100) == "OZX-7K2Q-9XZA-100"

@@ -32,8 +32,8 @@ def ticket_number(event_title: str, reference: str, place: int) -> str:
     """ "AFR-7K2Q-9XZA-01": the first three ASCII letters of the event's title, the booking
     reference, the seat's place in the booking. boxoffice_book_free (migration 0007) builds
     the same on PostgreSQL."""
-    letters = re.sub(r"[^A-Za-z]", "", event_title).upper()
-    return f"{(letters + 'XXX')[:3]}-{reference[:4]}-{reference[4:]}-{place:02d}"
+    prefix = re.sub(r"[^A-Za-z]", "", event_title)[:3].upper().ljust(3, "X")  # "Oz" -> "OZX"
+    return f"{prefix}-{reference[:4]}-{reference[4:]}-{place:02d}"
 
 
 async def issue(

@@ -112,7 +112,7 @@ BEGIN
     SELECT json_build_object(
                'title', e.title, 'starts_at', e.starts_at AT TIME ZONE 'UTC',
                'venue_name', e.venue_name, 'city', e.city, 'country', e.country),
-           left(upper(regexp_replace(e.title COLLATE "C", '[^A-Za-z]', '', 'g')) || 'XXX', 3)
+           rpad(upper(regexp_replace(e.title COLLATE "C", '[^A-Za-z]', '', 'g')), 3, 'X')
     INTO v_event, v_prefix
     FROM events e WHERE e.id = v_hold.event_id;
     SELECT json_agg(json_build_array(i.id, i.ticket_type_id, i.stock_id, i.quantity,
