@@ -3,14 +3,23 @@
 others hear sold_out, nobody gets a 5xx, and at no instant does a shard hold more than its
 capacity."""
 
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Select, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from boxoffice.accounts.models import User
 from boxoffice.db import Database, utcnow
-from boxoffice.inventory.models import Hold, HoldStatus
+from boxoffice.inventory.errors import SoldOut
+from boxoffice.inventory.models import Hold, HoldStatus, TicketStock
 from boxoffice.orders import service as orders
 from boxoffice.orders.schemas import HoldCreate
 from tests.concurrency.helpers import (
@@ -110,3 +119,104 @@ async def test_a_stampede_on_seats_kept_by_overdue_holds_turns_nobody_away(
         ended = await session.scalars(select(Hold.status).where(Hold.id.in_(overdue)))
         assert set(ended) == {HoldStatus.EXPIRED}
     assert await drifts(committing_db) == []
+
+
+async def test_a_hold_that_finds_the_shards_with_seats_locked_waits_for_one_holding_no_other(
+    committing_db: Database,
+) -> None:
+    """More buyers at once than shards: every shard that has the seats is locked. The hold
+    waits for one of them and holds no other shard meanwhile. (It used to lock the whole
+    tier in order and gather, so every buyer behind it found all the shards locked too.)"""
+    sale = await LockedShards.set_up(committing_db)
+    async with sale.other_buyer_on_the_free_shard() as (other_buyer, probe):
+        placing = asyncio.create_task(sale.hold_a_seat())
+        await until_someone_waits_for_a_lock(probe)
+        await probe.execute(lock_shard(sale.full, nowait=True))  # not held by the waiter
+        await probe.rollback()
+        await other_buyer.rollback()
+        hold = await asyncio.wait_for(placing, 10)
+    assert [(item.stock_id, item.quantity) for item in hold.items] == [(sale.free, 1)]
+    assert await stock_of(committing_db, sale.tier) == (4, 0, 3, 2)
+
+
+async def test_a_hold_whose_awaited_shard_sells_out_meanwhile_gathers_and_says_so(
+    committing_db: Database,
+) -> None:
+    """The shard it waited for was emptied by the buyer ahead: the wait lets go of it and
+    the hold looks at every shard, which answers sold_out with what is truly left."""
+    sale = await LockedShards.set_up(committing_db)
+    async with sale.other_buyer_on_the_free_shard() as (other_buyer, probe):
+        placing = asyncio.create_task(sale.hold_a_seat())
+        await until_someone_waits_for_a_lock(probe)
+        await other_buyer.execute(
+            update(TicketStock).where(TicketStock.id == sale.free).values(held=2)
+        )
+        await other_buyer.commit()
+        with pytest.raises(SoldOut) as refused:
+            await asyncio.wait_for(placing, 10)
+        await probe.execute(lock_shard(sale.free, nowait=True))  # nothing left locked
+        await probe.execute(lock_shard(sale.full, nowait=True))
+    assert (refused.value.ticket_type_id, refused.value.available) == (sale.tier, 0)
+    assert await stock_of(committing_db, sale.tier) == (4, 0, 4, 2)
+
+
+@dataclass
+class LockedShards:
+    """A tier of 4 seats in 2 shards whose lower shard is full: a gather would lock it
+    first. PostgreSQL only: SQLite has one writer at a time and never locks a shard."""
+
+    db: Database
+    event_id: uuid.UUID
+    tier: uuid.UUID
+    full: uuid.UUID
+    free: uuid.UUID
+    fan: User
+
+    @classmethod
+    async def set_up(cls, db: Database) -> "LockedShards":
+        if db.dialect != "postgresql":
+            pytest.skip("SQLite has one writer at a time: no buyer finds a shard locked")
+        event, tier = await one_tier(db, shards=2, capacity=4)
+        async with db.transaction() as session:
+            full, free = await session.scalars(
+                select(TicketStock.id)
+                .where(TicketStock.ticket_type_id == tier)
+                .order_by(TicketStock.id)
+            )
+            await session.execute(update(TicketStock).where(TicketStock.id == full).values(held=2))
+        return cls(db, event.id, tier, full, free, await create_user(db))
+
+    @contextlib.asynccontextmanager
+    async def other_buyer_on_the_free_shard(
+        self,
+    ) -> AsyncIterator[tuple[AsyncConnection, AsyncConnection]]:
+        """Another buyer's connection, mid-hold on the shard with seats, and a probe's."""
+        engine = self.db.engine
+        async with engine.connect() as other_buyer, engine.connect() as probe:
+            await other_buyer.execute(lock_shard(self.free))
+            yield other_buyer, probe
+
+    async def hold_a_seat(self) -> Hold:
+        body = HoldCreate.model_validate(hold_body(self.event_id, {self.tier: 1}))
+        async with self.db.transaction() as session:
+            return await orders.place_hold(
+                session, user=self.fan, data=body, ttl=timedelta(minutes=10), now=utcnow()
+            )
+
+
+def lock_shard(stock_id: uuid.UUID, *, nowait: bool = False) -> Select[Any]:
+    return (
+        select(TicketStock.id)
+        .where(TicketStock.id == stock_id)
+        .with_for_update(key_share=True, nowait=nowait)
+    )
+
+
+async def until_someone_waits_for_a_lock(connection: AsyncConnection) -> None:
+    for _ in range(200):
+        if await connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
+            await connection.rollback()
+            return
+        await connection.rollback()
+        await asyncio.sleep(0.05)
+    raise AssertionError("the hold never waited for the locked shard")

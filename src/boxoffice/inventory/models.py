@@ -35,7 +35,7 @@ class HoldStatus(StrEnum):
     RELEASED = "released"
 
 
-_ACTIVE = {f"{dialect}_where": text("status = 'active'") for dialect in ("postgresql", "sqlite")}
+_ACTIVE = "status = 'active'"
 
 
 class Hold(UUIDPrimaryKey, Base):
@@ -45,8 +45,23 @@ class Hold(UUIDPrimaryKey, Base):
     __table_args__ = (
         # Only live holds are looked for by these (the expiry sweep, the per-user limit);
         # the many that ended stay out of the indexes, and out of the planner's way.
-        Index("ix_holds_active_expires_at", "expires_at", **_ACTIVE),
-        Index("ix_holds_active_user_id_event_id", "user_id", "event_id", **_ACTIVE),
+        # On PostgreSQL `expires_at IS NOT NULL` (always true) keeps the per-user limit off
+        # the expiry index: only a query that bounds expires_at implies it (migration
+        # 0008). SQLite 3.40 does not draw that inference, and takes the fan's own index
+        # for the limit anyway (an equality beats a range there).
+        Index(
+            "ix_holds_active_expires_at",
+            "expires_at",
+            postgresql_where=text(f"{_ACTIVE} AND expires_at IS NOT NULL"),
+            sqlite_where=text(_ACTIVE),
+        ),
+        Index(
+            "ix_holds_active_user_id_event_id",
+            "user_id",
+            "event_id",
+            postgresql_where=text(_ACTIVE),
+            sqlite_where=text(_ACTIVE),
+        ),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
