@@ -1,5 +1,6 @@
 """Engine and sessions, the declarative Base, and the column types every domain shares."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ import structlog
 from sqlalchemy import DateTime, Enum, MetaData, Select, TypeDecorator, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -167,6 +169,10 @@ class Database:
                 # read-only "transaction" adds nothing but the BEGIN and COMMIT round trips.
                 read_bind = read_bind.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = async_sessionmaker(bind=read_bind, **common)
+        # Turns for the pool's connections, first come first served (see _turn).
+        self._turns: asyncio.Semaphore | None = None
+        if bind is engine and engine.dialect.name == "postgresql":
+            self._turns = asyncio.Semaphore(engine.pool.size())  # type: ignore[attr-defined]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "Database":
@@ -180,7 +186,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in one write transaction: committed on success, rolled back on error."""
         kept: DomainError | None = None
-        async with self._sessions.begin() as session:
+        async with self._turn(), self._sessions.begin() as session:
             try:
                 yield session
             except DomainError as exc:
@@ -194,7 +200,7 @@ class Database:
     @asynccontextmanager
     async def read_transaction(self) -> AsyncIterator[AsyncSession]:
         """A read-only transaction; on SQLite it does not queue behind writers."""
-        async with self._read_sessions.begin() as session:
+        async with self._turn(), self._read_sessions.begin() as session:
             yield session
 
     @asynccontextmanager
@@ -204,11 +210,36 @@ class Database:
         Bound to a test's connection, the statement runs in a savepoint of its transaction
         instead, undone if it fails."""
         if self._bind is self.engine:
-            async with self.engine.connect() as connection:
+            async with self._turn(), self.engine.connect() as connection:
                 yield (await connection.get_raw_connection()).driver_connection
             return
         async with self._bind.begin_nested():
             yield (await self._bind.get_raw_connection()).driver_connection
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Wait for one of the pool's connections in the order asked. The pool's own queue
+        lets a newcomer take a connection handed back while earlier requests wait, and
+        sends the waiter that lost that race to the back of the queue: under a stampede
+        some requests waited many times as long as the rest (a hold's p99 at five times
+        its p50). A fair semaphore of the pool's size queues them instead, and whoever
+        holds a turn finds a connection free. Waiting is bounded by the pool's timeout, as
+        it was in the pool."""
+        if self._turns is None:
+            yield
+            return
+        if self._turns.locked():
+            try:
+                async with asyncio.timeout(self.engine.pool.timeout()):  # type: ignore[attr-defined]
+                    await self._turns.acquire()
+            except TimeoutError:
+                raise PoolTimeoutError("no database connection became free in time") from None
+        else:
+            await self._turns.acquire()
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     async def _committed(self, session: AsyncSession) -> None:
         touched = session.info.pop("touched", None)

@@ -1,0 +1,34 @@
+"""The database layer's own promises."""
+
+import asyncio
+
+import pytest
+
+from boxoffice.db import Database
+
+
+async def test_connections_are_handed_out_first_come_first_served(database_url: str) -> None:
+    """Under a stampede the pool's own queue let a newcomer take a connection handed back
+    while others waited, and sent the waiter that lost to the back of the queue: some
+    requests waited many times as long as the rest. Here every visitor asks again the
+    moment it hands its connection back, the surest way to jump the queue."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers queue on its one write lock, not on the pool")
+    db = Database.from_url(database_url, pool_size=2)
+    try:
+        async with db.driver_connection(), db.driver_connection():
+            pass  # both connections open: a checkout no longer waits for a connect
+        asked: list[tuple[int, int]] = []
+        served: list[tuple[int, int]] = []
+
+        async def visitor(number: int) -> None:
+            for visit in range(5):
+                asked.append((number, visit))
+                async with db.driver_connection() as connection:
+                    served.append((number, visit))
+                    await connection.fetchval("SELECT 1")
+
+        await asyncio.gather(*(visitor(number) for number in range(8)))
+        assert served == asked
+    finally:
+        await db.dispose()
