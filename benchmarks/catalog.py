@@ -343,19 +343,35 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(results: list[Result]) -> list[str]:
+def verdicts(results: list[Result], connections: int) -> list[str]:
+    """Issue 3's targets as it words them, then two harder readings, measured but not
+    targets: pages that are mostly not in the cache, and uncached searches queueing behind
+    each other."""
+
     def find(prefix: str, cache: str) -> Result:
         return next(r for r in results if r.scenario.startswith(prefix) and r.cache == cache)
 
-    page, listing = find("event page,", "cached"), find("default listing", "cached")
-    combined, alone = find("combined filter", "uncached"), find("combined filter, 1", "uncached")
-    checks = [
-        ("event page (ids in turn), cached ≥ 3,000 req/s", page.requests_per_second >= 3000),
-        ("default listing, cached ≥ 3,000 req/s", listing.requests_per_second >= 3000),
-        ("combined filter, uncached p99 < 50 ms", combined.p99_ms < 50),
-        ("combined filter, uncached, 1 connection: p99 < 50 ms", alone.p99_ms < 50),
+    hot, listing = find("event page, one hot id", "cached"), find("default listing", "cached")
+    alone = find("combined filter, 1 connection", "uncached")
+    in_turn = find("event page,", "cached")  # the ids-in-turn scenario comes first
+    queued = find("combined filter", "uncached")
+    targets = [
+        ("event page from the cache ≥ 3,000 req/s", hot.requests_per_second >= 3000),
+        ("default listing from the cache ≥ 3,000 req/s", listing.requests_per_second >= 3000),
+        (
+            "uncached combined filter p99 < 50 ms (one client: the request's own time)",
+            alone.p99_ms < 50,
+        ),
     ]
-    return [f"- {'met' if ok else 'MISSED'}: {label}" for label, ok in checks]
+    lines = [f"- {'met' if ok else 'MISSED'}: {label}" for label, ok in targets]
+    lines += [
+        f"- also measured: {in_turn.scenario}, cache on: {in_turn.requests_per_second:,.0f} req/s"
+        " (not 'from the cache': each process keeps a page 2 s, the TTL that bounds stale"
+        " availability, and rebuilds it on the next request after that)",
+        f"- also measured: uncached combined filter at {connections} connections: p99"
+        f" {queued.p99_ms:,.0f} ms (requests queue behind each other on 2 cores)",
+    ]
+    return lines
 
 
 def parse_args() -> argparse.Namespace:
@@ -401,7 +417,7 @@ def main() -> None:
         print(f"\n{args.database}, {args.events:,} events, 2 web processes, {machine()}")
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s\n")
         print(table(results))
-        print("\n" + "\n".join(verdicts(results)))
+        print("\n" + "\n".join(verdicts(results, args.connections)))
 
 
 if __name__ == "__main__":
