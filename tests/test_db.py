@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from boxoffice.db import Database
 
@@ -22,13 +23,32 @@ async def test_connections_are_handed_out_first_come_first_served(database_url: 
         served: list[tuple[int, int]] = []
 
         async def visitor(number: int) -> None:
-            for visit in range(5):
+            for visit in range(10):
                 asked.append((number, visit))
                 async with db.driver_connection() as connection:
                     served.append((number, visit))
                     await connection.fetchval("SELECT 1")
 
-        await asyncio.gather(*(visitor(number) for number in range(8)))
+        await asyncio.gather(*(visitor(number) for number in range(10)))
         assert served == asked
+    finally:
+        await db.dispose()
+
+
+async def test_waiting_for_a_connection_gives_up_after_the_pools_timeout(
+    database_url: str,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers queue on its one write lock, not on the pool")
+    db = Database.from_url(database_url, pool_size=1, pool_timeout=0.2)
+    try:
+        async with db.driver_connection():
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(PoolTimeoutError):
+                async with db.read_transaction():
+                    pass
+            assert asyncio.get_running_loop().time() - started >= 0.2
+        async with db.read_transaction():  # the turn it gave up was not lost
+            pass
     finally:
         await db.dispose()

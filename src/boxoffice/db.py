@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import QueuePool
 
 from boxoffice.errors import DomainError
 from boxoffice.geo import distance_km
@@ -169,10 +170,14 @@ class Database:
                 # read-only "transaction" adds nothing but the BEGIN and COMMIT round trips.
                 read_bind = read_bind.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = async_sessionmaker(bind=read_bind, **common)
-        # Turns for the pool's connections, first come first served (see _turn).
+        # Turns for the pool's connections, first come first served (see _turn); a pool of
+        # size 0 has no limit to queue for.
         self._turns: asyncio.Semaphore | None = None
-        if bind is engine and engine.dialect.name == "postgresql":
-            self._turns = asyncio.Semaphore(engine.pool.size())  # type: ignore[attr-defined]
+        self._patience = 30.0
+        pool = engine.pool
+        gated = engine.dialect.name == "postgresql" and isinstance(pool, QueuePool)
+        if bind is engine and gated and pool.size() > 0:
+            self._turns, self._patience = asyncio.Semaphore(pool.size()), pool.timeout()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "Database":
@@ -230,7 +235,7 @@ class Database:
             return
         if self._turns.locked():
             try:
-                async with asyncio.timeout(self.engine.pool.timeout()):  # type: ignore[attr-defined]
+                async with asyncio.timeout(self._patience):
                     await self._turns.acquire()
             except TimeoutError:
                 raise PoolTimeoutError("no database connection became free in time") from None

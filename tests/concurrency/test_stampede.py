@@ -130,7 +130,7 @@ async def test_a_hold_that_finds_the_shards_with_seats_locked_waits_for_one_hold
     sale = await LockedShards.set_up(committing_db)
     async with sale.other_buyer_on_the_free_shard() as (other_buyer, probe):
         placing = asyncio.create_task(sale.hold_a_seat())
-        await until_someone_waits_for_a_lock(probe)
+        await sale.until_the_hold_waits(probe)
         await probe.execute(lock_shard(sale.full, nowait=True))  # not held by the waiter
         await probe.rollback()
         await other_buyer.rollback()
@@ -142,20 +142,18 @@ async def test_a_hold_that_finds_the_shards_with_seats_locked_waits_for_one_hold
 async def test_a_hold_whose_awaited_shard_sells_out_meanwhile_gathers_and_says_so(
     committing_db: Database,
 ) -> None:
-    """The shard it waited for was emptied by the buyer ahead: the wait lets go of it and
-    the hold looks at every shard, which answers sold_out with what is truly left."""
+    """The shard it waited for was emptied by the buyer ahead: the hold falls back to
+    looking at every shard, answers sold_out with what is truly left, and takes nothing."""
     sale = await LockedShards.set_up(committing_db)
     async with sale.other_buyer_on_the_free_shard() as (other_buyer, probe):
         placing = asyncio.create_task(sale.hold_a_seat())
-        await until_someone_waits_for_a_lock(probe)
+        await sale.until_the_hold_waits(probe)
         await other_buyer.execute(
             update(TicketStock).where(TicketStock.id == sale.free).values(held=2)
         )
         await other_buyer.commit()
         with pytest.raises(SoldOut) as refused:
             await asyncio.wait_for(placing, 10)
-        await probe.execute(lock_shard(sale.free, nowait=True))  # nothing left locked
-        await probe.execute(lock_shard(sale.full, nowait=True))
     assert (refused.value.ticket_type_id, refused.value.available) == (sale.tier, 0)
     assert await stock_of(committing_db, sale.tier) == (4, 0, 4, 2)
 
@@ -171,6 +169,7 @@ class LockedShards:
     full: uuid.UUID
     free: uuid.UUID
     fan: User
+    other_buyer_pid: int = 0
 
     @classmethod
     async def set_up(cls, db: Database) -> "LockedShards":
@@ -193,8 +192,22 @@ class LockedShards:
         """Another buyer's connection, mid-hold on the shard with seats, and a probe's."""
         engine = self.db.engine
         async with engine.connect() as other_buyer, engine.connect() as probe:
+            self.other_buyer_pid = await other_buyer.scalar(text("SELECT pg_backend_pid()"))
             await other_buyer.execute(lock_shard(self.free))
             yield other_buyer, probe
+
+    async def until_the_hold_waits(self, probe: AsyncConnection) -> None:
+        """Until a backend waits for a lock that the other buyer holds."""
+        blocked = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+        )
+        for _ in range(200):
+            waiting = await probe.scalar(blocked, {"pid": self.other_buyer_pid})
+            await probe.rollback()
+            if waiting:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the hold never waited for the shard the other buyer holds")
 
     async def hold_a_seat(self) -> Hold:
         body = HoldCreate.model_validate(hold_body(self.event_id, {self.tier: 1}))
@@ -210,13 +223,3 @@ def lock_shard(stock_id: uuid.UUID, *, nowait: bool = False) -> Select[Any]:
         .where(TicketStock.id == stock_id)
         .with_for_update(key_share=True, nowait=nowait)
     )
-
-
-async def until_someone_waits_for_a_lock(connection: AsyncConnection) -> None:
-    for _ in range(200):
-        if await connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")):
-            await connection.rollback()
-            return
-        await connection.rollback()
-        await asyncio.sleep(0.05)
-    raise AssertionError("the hold never waited for the locked shard")
