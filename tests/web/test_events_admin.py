@@ -687,6 +687,8 @@ async def test_a_tier_is_added_later(client: AsyncClient, db: Database, sign_in:
     _, headers = await sign_in()
     event = await create_event(client, headers, ticket_types=[])
     assert event["ticket_types"] == []
+    page = (await client.get(f"{API}/events/{event['id']}")).json()  # a row with no tier
+    assert (page["ticket_types"], page["available"], page["sold_out"]) == ([], 0, True)
     response = await client.post(
         f"{API}/admin/events/{event['id']}/ticket-types",
         headers=headers,

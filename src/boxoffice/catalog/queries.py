@@ -85,12 +85,15 @@ def _on_sale(now: datetime) -> ColumnElement[bool]:
 async def get_public_event(
     session: AsyncSession, *, event_id: uuid.UUID, now: datetime
 ) -> EventRead:
-    """A published event (past ones too); drafts and cancelled events are not found."""
-    event = await session.scalar(_PUBLISHED_EVENT, {"id": event_id})
-    if event is None:
+    """A published event (past ones too); drafts and cancelled events are not found. One
+    statement: the event, its genre, and a row per tier with its stock."""
+    rows = (await session.execute(_PUBLISHED_EVENT_PAGE, {"id": event_id})).all()
+    if not rows:
         raise EventNotFound()
-    (read,) = await present(session, [event], now=now)
-    return read
+    event, category = rows[0][0], rows[0][1]
+    tiers = [row[2] for row in rows if row[2] is not None]
+    stock = {tier.id: inventory.Stock(*figures) for _, _, tier, *figures in rows if tier}
+    return _event_read(event, category, tiers, stock, now, managed=False)
 
 
 async def present(
@@ -187,23 +190,30 @@ async def events_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[
 
 
 # The statements of a miss, built once: composing one costs about as much as running it.
-_PUBLISHED_EVENT = select(Event).where(
-    Event.id == bindparam("id"), Event.status == EventStatus.PUBLISHED
-)
 _CATEGORIES = select(Category).where(Category.id.in_(bindparam("ids", expanding=True)))
+_SHARD_FIGURES = (
+    func.coalesce(func.sum(TicketStock.capacity), 0),
+    func.coalesce(func.sum(TicketStock.sold), 0),
+    func.coalesce(func.sum(TicketStock.held), 0),
+    func.count(TicketStock.id),
+)
+_TIER_ORDER = (TicketType.sort_order, TicketType.created_at, TicketType.id)
+_PUBLISHED_EVENT_PAGE = (  # grouped by primary keys: every column of the three is determined
+    select(Event, Category, TicketType, *_SHARD_FIGURES)
+    .outerjoin(Category, Category.id == Event.category_id)
+    .outerjoin(TicketType, TicketType.event_id == Event.id)
+    .outerjoin(TicketStock, TicketStock.ticket_type_id == TicketType.id)
+    .where(Event.id == bindparam("id"), Event.status == EventStatus.PUBLISHED)
+    .group_by(Event.id, Category.id, TicketType.id)
+    .order_by(*_TIER_ORDER)
+)
 _EVENTS = select(Event).where(Event.id.in_(bindparam("ids", expanding=True)))
 _TIERS_WITH_STOCK = (  # a tier's figures summed over its shards
-    select(
-        TicketType,
-        func.coalesce(func.sum(TicketStock.capacity), 0),
-        func.coalesce(func.sum(TicketStock.sold), 0),
-        func.coalesce(func.sum(TicketStock.held), 0),
-        func.count(TicketStock.id),
-    )
+    select(TicketType, *_SHARD_FIGURES)
     .outerjoin(TicketStock, TicketStock.ticket_type_id == TicketType.id)
     .where(TicketType.event_id.in_(bindparam("ids", expanding=True)))
     .group_by(TicketType.id)
-    .order_by(TicketType.sort_order, TicketType.created_at, TicketType.id)
+    .order_by(*_TIER_ORDER)
 )
 
 
