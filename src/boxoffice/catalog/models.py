@@ -33,7 +33,7 @@ class Category(UUIDPrimaryKey, Base):
 class Event(UUIDPrimaryKey, Base):
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_status_starts_at", "status", "starts_at"),
+        Index("ix_events_status_starts_at_id", "status", "starts_at", "id"),  # the default order
         Index("ix_events_status_ends_at", "status", "ends_at"),  # the listing and its count
         Index("ix_events_city_key_starts_on", "city_key", "starts_on"),
         Index("ix_events_coordinates", "latitude", "longitude"),
