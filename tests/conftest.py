@@ -63,6 +63,10 @@ async def db(engine: AsyncEngine) -> AsyncIterator[Database]:
 async def committing_db(engine: AsyncEngine) -> AsyncIterator[Database]:
     """Real commits on real connections (races, workers); the tables are emptied after."""
     yield Database(engine)
+    await empty_tables(engine)
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         for table in reversed(metadata.sorted_tables):
             await connection.execute(delete(table))

@@ -4,8 +4,10 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.concurrency.helpers import server
+from tests.conftest import empty_tables
 
 
 @pytest.fixture
@@ -25,15 +27,18 @@ class LiveServer:
 
 @pytest.fixture(scope="module")
 async def live_server(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, engine: AsyncEngine, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveServer]:
     """One real `boxoffice serve` on the test database for a whole module (starting one
-    costs seconds); the tests' committing_db empties the tables between them."""
+    costs seconds); the tests' committing_db empties the tables between them, and the
+    fixture once more when the server has stopped: its recorder writes what it still had
+    (the fans' interactions) as it shuts down, after the last test's clean-up."""
     var_dir = tmp_path_factory.mktemp("served")
     log = var_dir / "process.log"
     with log.open("wb") as output:
         async with server(database_url, var_dir, output) as url:
             yield LiveServer(url, log)
+    await empty_tables(engine)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from typing import IO, Any
 
 import anyio
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from boxoffice.accounts import service as accounts
 from boxoffice.config import Settings
@@ -256,3 +257,28 @@ def assert_sold_out_exactly(
 
     assert outcome.watch.violations == []
     assert outcome.watch.samples >= 2, "the stock was not watched during the stampede"
+
+
+def lock_shard(stock_id: uuid.UUID, *, nowait: bool = False) -> Select[Any]:
+    """Lock one shard as a hold in flight does (PostgreSQL)."""
+    return (
+        select(TicketStock.id)
+        .where(TicketStock.id == stock_id)
+        .with_for_update(key_share=True, nowait=nowait)
+    )
+
+
+async def until_blocked_by(probe: AsyncConnection, pid: int) -> None:
+    """Until some backend waits for a lock that backend `pid` holds (PostgreSQL)."""
+    blocked = text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))")
+    for _ in range(200):
+        waiting = await probe.scalar(blocked, {"pid": pid})
+        await probe.rollback()
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nobody waited for a lock that backend {pid} holds")
+
+
+async def backend_pid(connection: AsyncConnection) -> int:
+    return await connection.scalar(text("SELECT pg_backend_pid()"))

@@ -6,25 +6,35 @@ import asyncio
 import random
 import uuid
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
+from boxoffice.accounts.models import User
 from boxoffice.app import create_app
-from boxoffice.db import Database
-from boxoffice.inventory.models import HoldItem
+from boxoffice.db import Database, utcnow
+from boxoffice.inventory.models import HoldItem, TicketStock
+from boxoffice.orders import service as orders
+from boxoffice.orders.schemas import BookingCreate, HoldCreate
 from tests.concurrency.helpers import (
     API,
     StockWatch,
     active_holds,
+    backend_pid,
     drifts,
     hold_body,
+    lock_shard,
     signed_in_fans,
     signing_settings,
     stock_of,
+    until_blocked_by,
 )
 from tests.conftest import make_client
+from tests.factories import create_user
 from tests.orders.helpers import free_event
+from tests.payments.fakes import providers_with
 
 FANS = 80
 A_SEATS, B_SEATS = 30, 45  # each fan wants 1 A + 2 B: B runs out after 22 holds, A never
@@ -158,4 +168,68 @@ async def test_holds_and_releases_over_two_tiers_at_once_never_deadlock(
     assert sorted(str(h.id) for h in live) == sorted(h["id"] for h in won)
     assert await stock_of(committing_db, a) == (A_SEATS, 0, len(won), A_SHARDS)
     assert await stock_of(committing_db, b) == (B_SEATS, 0, 2 * len(won), B_SHARDS)
+    assert await drifts(committing_db) == []
+
+
+async def test_cancelling_an_event_locks_its_shards_in_the_order_holds_take_them(
+    committing_db: Database,
+) -> None:
+    """The organizer cancels while a two-tier hold is in flight: it has the lower tier's
+    shard and will go for the higher one (it cannot see the cancellation yet). The
+    cancellation must wait for the lower shard first, holding none of the higher tier, or
+    the two would deadlock. Releasing a live hold on the higher tier before cancelling a
+    booking on the lower one used to lock them the other way round."""
+    if committing_db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no shard is ever locked by another")
+    event, tiers = await free_event(
+        committing_db,
+        ticket_types=[
+            {"name": name, "price": 0, "capacity": 10, "shards": 1} for name in ("X", "Y")
+        ],
+    )
+    lower, higher = sorted(tiers)
+    now = utcnow()
+    fan, other_fan = await create_user(committing_db), await create_user(committing_db)
+    for user, tier in ((fan, lower), (other_fan, higher)):
+        async with committing_db.transaction() as session:
+            hold = await orders.place_hold(
+                session,
+                user=user,
+                data=HoldCreate.model_validate(hold_body(event.id, {tier: 2})),
+                ttl=timedelta(minutes=10),
+                now=now,
+            )
+        if tier == lower:  # a confirmed booking on the lower tier, a live hold on the higher
+            async with committing_db.transaction() as session:
+                await orders.book(
+                    session,
+                    user=user,
+                    data=BookingCreate.model_validate({"hold_id": str(hold.id)}),
+                    providers=providers_with(),
+                    payment_window=timedelta(minutes=15),
+                    now=now,
+                )
+    async with committing_db.transaction() as session:
+        organizer = await session.get(User, event.organizer_id)
+        shard = {
+            tier_id: stock_id
+            for stock_id, tier_id in await session.execute(
+                select(TicketStock.id, TicketStock.ticket_type_id)
+            )
+        }
+
+    async def cancel() -> None:
+        async with committing_db.transaction() as session:
+            await orders.cancel_event(session, event_id=event.id, manager=organizer, now=now)
+
+    engine = committing_db.engine
+    async with engine.connect() as two_tier_hold, engine.connect() as probe:
+        await two_tier_hold.execute(lock_shard(shard[lower]))
+        cancelling = asyncio.create_task(cancel())
+        await until_blocked_by(probe, await backend_pid(two_tier_hold))
+        await two_tier_hold.execute(lock_shard(shard[higher], nowait=True))  # free to take
+        await two_tier_hold.rollback()
+        await asyncio.wait_for(cancelling, 10)
+    assert await stock_of(committing_db, lower) == (10, 0, 0, 1)
+    assert await stock_of(committing_db, higher) == (10, 0, 0, 1)
     assert await drifts(committing_db) == []

@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Select, select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from boxoffice.accounts.models import User
@@ -28,13 +27,16 @@ from tests.concurrency.helpers import (
     StockWatch,
     active_holds,
     assert_sold_out_exactly,
+    backend_pid,
     drifts,
     hold_body,
+    lock_shard,
     one_tier,
     signed_in_fans,
     signing_settings,
     stampede,
     stock_of,
+    until_blocked_by,
 )
 from tests.factories import create_user
 
@@ -192,22 +194,12 @@ class LockedShards:
         """Another buyer's connection, mid-hold on the shard with seats, and a probe's."""
         engine = self.db.engine
         async with engine.connect() as other_buyer, engine.connect() as probe:
-            self.other_buyer_pid = await other_buyer.scalar(text("SELECT pg_backend_pid()"))
+            self.other_buyer_pid = await backend_pid(other_buyer)
             await other_buyer.execute(lock_shard(self.free))
             yield other_buyer, probe
 
     async def until_the_hold_waits(self, probe: AsyncConnection) -> None:
-        """Until a backend waits for a lock that the other buyer holds."""
-        blocked = text(
-            "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
-        )
-        for _ in range(200):
-            waiting = await probe.scalar(blocked, {"pid": self.other_buyer_pid})
-            await probe.rollback()
-            if waiting:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("the hold never waited for the shard the other buyer holds")
+        await until_blocked_by(probe, self.other_buyer_pid)
 
     async def hold_a_seat(self) -> Hold:
         body = HoldCreate.model_validate(hold_body(self.event_id, {self.tier: 1}))
@@ -215,11 +207,3 @@ class LockedShards:
             return await orders.place_hold(
                 session, user=self.fan, data=body, ttl=timedelta(minutes=10), now=utcnow()
             )
-
-
-def lock_shard(stock_id: uuid.UUID, *, nowait: bool = False) -> Select[Any]:
-    return (
-        select(TicketStock.id)
-        .where(TicketStock.id == stock_id)
-        .with_for_update(key_share=True, nowait=nowait)
-    )

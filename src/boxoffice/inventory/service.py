@@ -143,12 +143,14 @@ async def reshard(session: AsyncSession, *, ticket_type_id: uuid.UUID, shards: i
 async def lock_stock(
     session: AsyncSession, ticket_type_ids: Iterable[uuid.UUID]
 ) -> list[TicketStock]:
-    """Lock the tiers' shards for the rest of the transaction, in id order (as holds do)."""
+    """Lock the tiers' shards for the rest of the transaction, in tier then shard order,
+    as holds take them: in plain shard-id order, two tiers' shards interleave, and a
+    multi-tier hold could hold one this waits for while waiting for one this holds."""
     return await lock_rows(
         session,
         select(TicketStock)
         .where(TicketStock.ticket_type_id.in_(list(ticket_type_ids)))
-        .order_by(TicketStock.id),
+        .order_by(TicketStock.ticket_type_id, TicketStock.id),
     )
 
 

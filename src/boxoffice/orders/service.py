@@ -743,6 +743,13 @@ async def cancel_event(
     )
     if not changed:
         return event
+    # Every shard of the event first, in the order holds take them. Releasing the holds and
+    # then cancelling booking after booking would lock them in whatever order those came,
+    # and a two-tier hold in flight (it does not see the cancellation yet) could hold one
+    # that this waits for while it waits for one this holds.
+    await inventory.lock_stock(
+        session, [tier.id for tier in await catalog.tiers_of(session, [event.id])]
+    )
     live = await session.scalars(
         select(Hold.id).where(Hold.event_id == event.id, Hold.status == HoldStatus.ACTIVE)
     )
