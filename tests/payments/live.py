@@ -28,8 +28,17 @@ class _Server(uvicorn.Server):
 async def serving(app: Any, *, port: int | None = None) -> AsyncIterator[str]:
     """Serve `app` until the block ends; yields its base URL (http://127.0.0.1:port)."""
     port = port or free_port()
+    # An idle connection outlives the client's keep-alive expiry (httpx: 5 s): with both at
+    # 5 s the client could send a request on a connection uvicorn was closing that instant,
+    # and get a ReadError (seen once in test_faults, under steady load).
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=30,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
