@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from boxoffice.db import Database
@@ -17,8 +18,9 @@ async def test_connections_are_handed_out_first_come_first_served(database_url: 
         pytest.skip("SQLite's writers queue on its one write lock, not on the pool")
     db = Database.from_url(database_url, pool_size=2)
     try:
-        async with db.driver_connection(), db.driver_connection():
-            pass  # both connections open: a checkout no longer waits for a connect
+        # Both connections opened first: a checkout then never waits for a connect.
+        async with db.driver_connection() as first, db.driver_connection() as second:
+            assert await first.fetchval("SELECT 1") == await second.fetchval("SELECT 1")
         asked: list[tuple[int, int]] = []
         served: list[tuple[int, int]] = []
 
@@ -45,10 +47,13 @@ async def test_waiting_for_a_connection_gives_up_after_the_pools_timeout(
         async with db.driver_connection():
             started = asyncio.get_running_loop().time()
             with pytest.raises(PoolTimeoutError):
-                async with db.read_transaction():
-                    pass
+                await one_query(db)
             assert asyncio.get_running_loop().time() - started >= 0.2
-        async with db.read_transaction():  # the turn it gave up was not lost
-            pass
+        assert await one_query(db) == 1  # the turn it gave up was not lost
     finally:
         await db.dispose()
+
+
+async def one_query(db: Database) -> int:
+    async with db.read_transaction() as session:
+        return await session.scalar(text("SELECT 1"))

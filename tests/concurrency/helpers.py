@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,10 +17,13 @@ from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from boxoffice.accounts import service as accounts
+from boxoffice.accounts.models import User
 from boxoffice.config import Settings
 from boxoffice.db import Database, utcnow
 from boxoffice.inventory import audit
 from boxoffice.inventory.models import Hold, HoldStatus, TicketStock
+from boxoffice.orders import service as orders
+from boxoffice.orders.schemas import HoldCreate
 from tests.conftest import make_settings
 from tests.e2e.server import JWT_SECRET, boxoffice_env, served
 from tests.factories import make_user
@@ -29,6 +33,7 @@ API = "/api/v1"
 STAMPEDE = 220  # fans at once
 CAPACITY = 50  # seats in the stampeded tier
 HTTP_TIMEOUT = 120  # seconds; a stampede on SQLite queues every writer
+HOLD_TTL = timedelta(minutes=10)
 
 
 async def one_tier(db: Database, *, shards: int, capacity: int = CAPACITY):
@@ -83,6 +88,26 @@ async def server(
     await anyio.Path(var_dir).mkdir(parents=True, exist_ok=True)
     async with served(server_env(database_url, var_dir, **settings), output, cwd=var_dir) as url:
         yield url
+
+
+async def hold_seats(
+    db: Database,
+    user: User,
+    event_id: uuid.UUID,
+    quantities: dict[uuid.UUID, int],
+    *,
+    now: datetime | None = None,
+) -> Hold:
+    """`user` holds the seats in a transaction of their own, through the service (on
+    PostgreSQL, boxoffice_place_hold())."""
+    async with db.transaction() as session:
+        return await orders.place_hold(
+            session,
+            user=user,
+            data=HoldCreate.model_validate(hold_body(event_id, quantities)),
+            ttl=HOLD_TTL,
+            now=now or utcnow(),
+        )
 
 
 def hold_body(event_id: uuid.UUID, quantities: dict[uuid.UUID, int]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from boxoffice.app import create_app
 from boxoffice.db import Database, utcnow
 from boxoffice.inventory.models import HoldItem, TicketStock
 from boxoffice.orders import service as orders
-from boxoffice.orders.schemas import BookingCreate, HoldCreate
+from boxoffice.orders.schemas import BookingCreate
 from tests.concurrency.helpers import (
     API,
     StockWatch,
@@ -25,6 +25,7 @@ from tests.concurrency.helpers import (
     backend_pid,
     drifts,
     hold_body,
+    hold_seats,
     lock_shard,
     signed_in_fans,
     signing_settings,
@@ -191,14 +192,7 @@ async def test_cancelling_an_event_locks_its_shards_in_the_order_holds_take_them
     now = utcnow()
     fan, other_fan = await create_user(committing_db), await create_user(committing_db)
     for user, tier in ((fan, lower), (other_fan, higher)):
-        async with committing_db.transaction() as session:
-            hold = await orders.place_hold(
-                session,
-                user=user,
-                data=HoldCreate.model_validate(hold_body(event.id, {tier: 2})),
-                ttl=timedelta(minutes=10),
-                now=now,
-            )
+        hold = await hold_seats(committing_db, user, event.id, {tier: 2}, now=now)
         if tier == lower:  # a confirmed booking on the lower tier, a live hold on the higher
             async with committing_db.transaction() as session:
                 await orders.book(

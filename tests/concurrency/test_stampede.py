@@ -19,8 +19,6 @@ from boxoffice.accounts.models import User
 from boxoffice.db import Database, utcnow
 from boxoffice.inventory.errors import SoldOut
 from boxoffice.inventory.models import Hold, HoldStatus, TicketStock
-from boxoffice.orders import service as orders
-from boxoffice.orders.schemas import HoldCreate
 from tests.concurrency.helpers import (
     CAPACITY,
     STAMPEDE,
@@ -30,6 +28,7 @@ from tests.concurrency.helpers import (
     backend_pid,
     drifts,
     hold_body,
+    hold_seats,
     lock_shard,
     one_tier,
     signed_in_fans,
@@ -94,14 +93,7 @@ async def test_a_stampede_on_seats_kept_by_overdue_holds_turns_nobody_away(
     overdue = []
     for _ in range(CAPACITY // 10):
         owner = await create_user(committing_db)
-        async with committing_db.transaction() as session:
-            hold = await orders.place_hold(
-                session,
-                user=owner,
-                data=HoldCreate.model_validate(hold_body(event.id, {tier: 10})),
-                ttl=timedelta(minutes=10),
-                now=past,
-            )
+        hold = await hold_seats(committing_db, owner, event.id, {tier: 10}, now=past)
         overdue.append(hold.id)
     assert await stock_of(committing_db, tier) == (CAPACITY, 0, CAPACITY, 1)
     fans = await signed_in_fans(committing_db, signing_settings(database_url, tmp_path), LATE)
@@ -202,8 +194,4 @@ class LockedShards:
         await until_blocked_by(probe, self.other_buyer_pid)
 
     async def hold_a_seat(self) -> Hold:
-        body = HoldCreate.model_validate(hold_body(self.event_id, {self.tier: 1}))
-        async with self.db.transaction() as session:
-            return await orders.place_hold(
-                session, user=self.fan, data=body, ttl=timedelta(minutes=10), now=utcnow()
-            )
+        return await hold_seats(self.db, self.fan, self.event_id, {self.tier: 1})

@@ -110,12 +110,16 @@ class Site:
         self, fan: dict[str, str], booking_id: str, *, within: float = 10
     ) -> dict[str, Any]:
         """The booking once its latest attempt is no longer pending (callbacks arrive on
-        their own; nothing here polls the provider)."""
-        return await eventually(
-            lambda: self.booking(fan, booking_id),
-            lambda booking: booking["payment"]["status"] != "pending",
-            within=within,
-        )
+        their own; nothing here polls the provider). A successful payment read beside a
+        booking still pending_payment is a read that straddled the confirmation's commit
+        (each statement of a READ COMMITTED read has its own snapshot): read again."""
+
+        def settled(booking: dict[str, Any]) -> bool:
+            payment = booking["payment"]["status"]
+            straddled = payment == "successful" and booking["status"] == "pending_payment"
+            return payment != "pending" and not straddled
+
+        return await eventually(lambda: self.booking(fan, booking_id), settled, within=within)
 
     async def reconcile(self, *, later: timedelta = timedelta(minutes=1)) -> int:
         """The reconciliation job, as if `later` had passed since the last news."""
